@@ -1,0 +1,1 @@
+//! Shared glue for the Lambda handlers: logging, settings from Secrets Manager, error names.
