@@ -1,0 +1,176 @@
+//! Indexer worker instances on EC2: finding and terminating the ones an execution launched.
+//!
+//! The state machine tags every worker with `refresh:execution=<execution ARN>`; an aborted
+//! or timed-out execution never reaches its own terminate states, so cleanup finds its
+//! workers by that tag.
+
+use aws_sdk_ec2::types::{Filter, InstanceStateName, Reservation};
+use refresh_core::error::{ErrorKind, StepError, StepResult};
+
+/// The tag naming the execution that launched a worker.
+pub const EXECUTION_TAG: &str = "refresh:execution";
+
+/// States in which an instance still runs, or may run again, and so must be terminated.
+const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+
+/// TerminateInstances takes at most this many ids per call.
+const TERMINATE_BATCH: usize = 1000;
+
+/// The DescribeInstances filters selecting the live workers of one execution.
+pub fn execution_filters(execution_arn: &str) -> Vec<Filter> {
+    vec![
+        Filter::builder()
+            .name(format!("tag:{EXECUTION_TAG}"))
+            .values(execution_arn)
+            .build(),
+        Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(LIVE_STATES.iter().map(|s| s.to_string()).collect()))
+            .build(),
+    ]
+}
+
+/// Instance ids in `reservations` that are not already going away, in order, without repeats.
+pub fn live_instance_ids(reservations: &[Reservation]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for instance in reservations.iter().flat_map(|r| r.instances()) {
+        let gone = matches!(
+            instance.state().and_then(|s| s.name()),
+            Some(InstanceStateName::ShuttingDown | InstanceStateName::Terminated)
+        );
+        if let Some(id) = instance.instance_id() {
+            if !gone && !ids.iter().any(|known| known == id) {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    ids
+}
+
+/// Every live instance tagged with `execution_arn`, across all result pages.
+pub async fn find_execution_instances(
+    client: &aws_sdk_ec2::Client,
+    execution_arn: &str,
+) -> StepResult<Vec<String>> {
+    let mut pages = client
+        .describe_instances()
+        .set_filters(Some(execution_filters(execution_arn)))
+        .into_paginator()
+        .send();
+    let mut reservations = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| ec2_error("DescribeInstances", &e))?;
+        reservations.extend(page.reservations().iter().cloned());
+    }
+    Ok(live_instance_ids(&reservations))
+}
+
+/// Terminates every live worker of `execution_arn`; returns the ids it asked EC2 to
+/// terminate (empty when there were none). Safe to repeat.
+pub async fn terminate_execution_instances(
+    client: &aws_sdk_ec2::Client,
+    execution_arn: &str,
+) -> StepResult<Vec<String>> {
+    let ids = find_execution_instances(client, execution_arn).await?;
+    for batch in ids.chunks(TERMINATE_BATCH) {
+        match client
+            .terminate_instances()
+            .set_instance_ids(Some(batch.to_vec()))
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            // Terminated between describe and terminate (by the execution itself): fine.
+            Err(e) if is_not_found(&e) => {
+                terminate_one_by_one(client, batch).await?;
+            }
+            Err(e) => return Err(ec2_error("TerminateInstances", &e)),
+        }
+    }
+    if !ids.is_empty() {
+        tracing::info!(execution = execution_arn, instances = ?ids, "terminated indexer workers");
+    }
+    Ok(ids)
+}
+
+/// After a batch failed because one id vanished, terminate the rest individually.
+async fn terminate_one_by_one(client: &aws_sdk_ec2::Client, ids: &[String]) -> StepResult<()> {
+    for id in ids {
+        match client.terminate_instances().instance_ids(id).send().await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(ec2_error("TerminateInstances", &e)),
+        }
+    }
+    Ok(())
+}
+
+fn is_not_found<E, R>(error: &aws_sdk_ec2::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_ec2::error::ProvideErrorMetadata,
+{
+    error
+        .as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code.starts_with("InvalidInstanceID"))
+}
+
+fn ec2_error<E, R>(operation: &str, error: &aws_sdk_ec2::error::SdkError<E, R>) -> StepError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StepError::new(
+        ErrorKind::Internal,
+        format!(
+            "EC2 {operation} failed: {}",
+            aws_sdk_ec2::error::DisplayErrorContext(error)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::types::{Instance, InstanceState};
+
+    fn instance(id: &str, state: InstanceStateName) -> Instance {
+        Instance::builder()
+            .instance_id(id)
+            .state(InstanceState::builder().name(state).build())
+            .build()
+    }
+
+    #[test]
+    fn filters_select_the_execution_tag_and_live_states() {
+        let filters = execution_filters("arn:aws:states:us-east-1:1:execution:sm:run-1");
+        assert_eq!(filters[0].name(), Some("tag:refresh:execution"));
+        assert_eq!(
+            filters[0].values(),
+            ["arn:aws:states:us-east-1:1:execution:sm:run-1"]
+        );
+        assert_eq!(filters[1].name(), Some("instance-state-name"));
+        assert_eq!(
+            filters[1].values(),
+            ["pending", "running", "stopping", "stopped"]
+        );
+    }
+
+    #[test]
+    fn live_ids_skip_instances_already_going_away_and_repeats() {
+        let reservations = vec![
+            Reservation::builder()
+                .instances(instance("i-1", InstanceStateName::Running))
+                .instances(instance("i-2", InstanceStateName::ShuttingDown))
+                .build(),
+            Reservation::builder()
+                .instances(instance("i-3", InstanceStateName::Pending))
+                .instances(instance("i-4", InstanceStateName::Terminated))
+                .instances(instance("i-1", InstanceStateName::Running))
+                .instances(instance("i-5", InstanceStateName::Stopped))
+                .build(),
+        ];
+        assert_eq!(live_instance_ids(&reservations), ["i-1", "i-3", "i-5"]);
+        assert!(live_instance_ids(&[]).is_empty());
+    }
+}

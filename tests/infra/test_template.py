@@ -1,0 +1,658 @@
+"""Static checks of infra/template.yaml and the two state machine definitions.
+
+These run offline (no AWS, no LocalStack): cfn-lint on the template as written and with
+the definitions inlined (so cfn-lint's ASL schema sees them), the SAM transform that
+LocalStack's CloudFormation applies, and graph checks of the definitions that encode the
+pipeline's safety rules (workers always terminated, failures always cleaned up, loops
+bounded, no retry of errors that need an operator).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cfnlint.decode import decode_str
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "infra" / "template.yaml"
+ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
+DEFINITIONS = {
+    "DataRefreshStateMachine": ROOT / "statemachine" / "data-refresh.asl.json",
+    "FilteredIndexStateMachine": ROOT / "statemachine" / "filtered-index.asl.json",
+}
+# The state every failure of a definition must pass before it ends (after the point where
+# the run may have created something).
+CLEANUP_STATE = {
+    "DataRefreshStateMachine": "Clean up failed run",
+    "FilteredIndexStateMachine": "Delete unpromoted filtered index",
+}
+# Failing here means nothing was created (bad input, or another run holds the environment,
+# whose temp table must not be dropped): these catch straight to a Fail state.
+PRE_RESOURCE_TASKS = {"Validate input", "Check concurrency"}
+
+TRANSIENT_LAMBDA_ERRORS = {
+    "TransientDatabaseError",
+    "TransientSearchError",
+    "Lambda.ServiceException",
+    "Lambda.TooManyRequestsException",
+}
+# Errors that need an operator: retrying them only delays the failure (docs/ARCHITECTURE.md).
+NEVER_RETRIED = {
+    "InvalidInput",
+    "ConcurrencyConflict",
+    "RecordDropTooLarge",
+    "InvalidState",
+    "ConfigurationError",
+    "InternalError",
+    "WorkerTaskFailed",
+    "States.ALL",
+}
+SUB_PATTERN = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def load_template() -> dict:
+    template, matches = decode_str(TEMPLATE.read_text())
+    assert not matches, f"template does not parse: {matches}"
+    # Plain dicts/lists/strings (cfn-lint's decoder returns position-carrying subclasses).
+    return json.loads(json.dumps(template))
+
+
+def load_definition(logical_id: str) -> dict:
+    return json.loads(DEFINITIONS[logical_id].read_text())
+
+
+def all_states(definition: dict) -> dict[str, dict]:
+    """Every state, including those inside Map/Parallel, by name (names are global in ASL)."""
+    found: dict[str, dict] = {}
+
+    def walk(states: dict) -> None:
+        for name, state in states.items():
+            assert name not in found, f"state name {name!r} is used twice"
+            found[name] = state
+            if state["Type"] == "Map":
+                processor = state.get("ItemProcessor") or state["Iterator"]
+                walk(processor["States"])
+            for branch in state.get("Branches", []):
+                walk(branch["States"])
+
+    walk(definition["States"])
+    return found
+
+
+def successors(state: dict, follow_catch: bool = True) -> list[str]:
+    nxt = []
+    if "Next" in state:
+        nxt.append(state["Next"])
+    if state["Type"] == "Choice":
+        nxt.extend(choice["Next"] for choice in state["Choices"])
+        if "Default" in state:
+            nxt.append(state["Default"])
+    if follow_catch:
+        nxt.extend(c["Next"] for c in state.get("Catch", []))
+    return nxt
+
+
+def is_terminal(state: dict) -> bool:
+    return state["Type"] in ("Succeed", "Fail") or state.get("End", False)
+
+
+def paths_avoiding(states: dict, start: str, avoid: set[str], edges=successors) -> list[list[str]]:
+    """Paths from `start` to a terminal state that never enter a state in `avoid`.
+
+    Loops are cut: a state already on the path is not revisited (a loop cannot end a path).
+    Returns at most a few offending paths, for the failure message.
+    """
+    bad: list[list[str]] = []
+    stack = [(start, [start])]
+    seen_edges: set[tuple[str, ...]] = set()
+    while stack and len(bad) < 3:
+        name, path = stack.pop()
+        if name in avoid:
+            continue
+        state = states[name]
+        if is_terminal(state):
+            bad.append(path)
+            continue
+        for nxt in edges(state):
+            key = (name, nxt, *sorted(set(path)))
+            if nxt in path or key in seen_edges:
+                continue
+            seen_edges.add(key)
+            stack.append((nxt, path + [nxt]))
+    return bad
+
+
+def reachable(states: dict, start: str, avoid: set[str]) -> set[str]:
+    """States reachable from `start` (Catch edges included) without entering `avoid`."""
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in seen or name in avoid:
+            continue
+        seen.add(name)
+        todo.extend(successors(states[name]))
+    return seen
+
+
+def is_lambda_task(state: dict) -> bool:
+    return state["Type"] == "Task" and state["Resource"].endswith("FunctionArn}")
+
+
+def is_sdk_task(state: dict) -> bool:
+    return state["Type"] == "Task" and state["Resource"].startswith("arn:aws:states:::aws-sdk:")
+
+
+def iam_statements(template: dict):
+    """(resource id, statement) for every statement of every inline and managed policy,
+    both branches of any Fn::If included."""
+
+    def statements_of(doc):
+        if isinstance(doc, dict) and "Fn::If" in doc:
+            for branch in doc["Fn::If"][1:]:
+                yield from statements_of(branch)
+            return
+        if isinstance(doc, dict) and "Statement" in doc:
+            for statement in doc["Statement"]:
+                yield from statements_of(statement)
+            return
+        if isinstance(doc, dict) and doc.get("Ref") == "AWS::NoValue":
+            return
+        if isinstance(doc, dict) and "Effect" in doc:
+            yield doc
+            return
+        raise AssertionError(f"unexpected policy element {doc!r}")
+
+    for logical_id, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::IAM::ManagedPolicy":
+            for s in statements_of(props["PolicyDocument"]):
+                yield logical_id, s
+        for policy in props.get("Policies", []):
+            for s in statements_of(policy["PolicyDocument"]):
+                yield logical_id, s
+        if "AssumeRolePolicyDocument" in props:
+            for s in statements_of(props["AssumeRolePolicyDocument"]):
+                yield logical_id, s
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def architecture_binaries() -> set[str]:
+    text = ARCHITECTURE.read_text()
+    table = text.split("## Lambda functions", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE))
+
+
+def cfn_lint(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+# ---------------------------------------------------------------- template
+
+
+def test_cfn_lint_passes_on_the_template():
+    result = cfn_lint(TEMPLATE)
+    assert result.returncode == 0, f"cfn-lint found problems:\n{result.stdout}\n{result.stderr}"
+
+
+def test_cfn_lint_passes_with_the_definitions_inlined(tmp_path):
+    # cfn-lint validates a state machine definition only when it is inline.
+    template = load_template()
+    for logical_id in DEFINITIONS:
+        props = template["Resources"][logical_id]["Properties"]
+        del props["DefinitionS3Location"]
+        props["Definition"] = load_definition(logical_id)
+    inlined = tmp_path / "inlined.json"
+    inlined.write_text(json.dumps(template))
+    result = cfn_lint(inlined)
+    assert result.returncode == 0, f"cfn-lint found problems in a definition:\n{result.stdout}\n{result.stderr}"
+
+
+def test_sam_transform_succeeds_after_packaging(monkeypatch):
+    """What LocalStack's (and AWS's) CloudFormation does after `aws cloudformation package`."""
+    from samtranslator.translator.transform import transform
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    template = load_template()
+    for logical_id, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        if "CodeUri" in props:
+            local = ROOT / "infra" / props["CodeUri"]
+            assert local.parts[-3:-1] == ("build", "lambda"), props["CodeUri"]
+            props["CodeUri"] = f"s3://packaged/{logical_id}.zip"
+        if "DefinitionS3Location" in props:
+            assert (ROOT / "infra" / props["DefinitionS3Location"]).resolve() == DEFINITIONS[logical_id]
+            props["DefinitionS3Location"] = {"Bucket": "packaged", "Key": logical_id}
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    params = {"WorkerAmiId": "ami-12345678", "WorkerArtifactBucket": "artifacts"}
+    out = transform(template, params, NoManagedPolicies())
+    functions = [r for r in out["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+    assert len(functions) == len(architecture_binaries())
+    for function in functions:
+        props = function["Properties"]
+        assert props["Runtime"] == "provided.al2023"
+        assert props["Handler"] == "bootstrap"
+        env = props["Environment"]["Variables"]
+        assert {"REFRESH_SECRET_ID_STAGING", "REFRESH_SECRET_ID_PRODUCTION", "WORKER_PORT"} <= env.keys()
+
+
+def test_every_architecture_lambda_has_a_function_and_nothing_else():
+    template = load_template()
+    code_uris = {
+        Path(r["Properties"]["CodeUri"]).name
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Serverless::Function"
+    }
+    assert code_uris == architecture_binaries()
+
+
+def test_no_iam_action_is_a_wildcard():
+    template = load_template()
+    checked = 0
+    for logical_id, statement in iam_statements(template):
+        for action in as_list(statement["Action"]):
+            checked += 1
+            assert isinstance(action, str), f"{logical_id}: action {action!r} is not a literal"
+            assert action != "*" and not action.endswith(":*") and "*" not in action, (
+                f"{logical_id}: wildcard action {action!r}"
+            )
+        if statement.get("Resource") == "*":
+            # Only APIs without resource-level permissions may use "*".
+            assert set(as_list(statement["Action"])) <= {"ec2:DescribeInstances"}, (
+                f"{logical_id}: Resource '*' for {statement['Action']}"
+            )
+        assert statement["Effect"] == "Allow"
+    assert checked > 20
+
+
+def test_workers_are_only_terminated_and_launched_with_the_execution_tag():
+    template = load_template()
+    for logical_id, statement in iam_statements(template):
+        actions = set(as_list(statement["Action"]))
+        resources = json.dumps(statement.get("Resource"))
+        if "ec2:TerminateInstances" in actions:
+            assert "aws:ResourceTag/refresh:execution" in json.dumps(statement.get("Condition")), logical_id
+        if "ec2:RunInstances" in actions and ":instance/" in resources:
+            assert "aws:RequestTag/refresh:execution" in json.dumps(statement.get("Condition")), logical_id
+
+
+def test_weekly_schedules_for_image_and_audio_in_both_environments():
+    template = load_template()
+    schedules = [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in r["Properties"]
+    ]
+    seen = set()
+    for rule in schedules:
+        assert rule["ScheduleExpression"] == "cron(0 0 ? * MON *)"
+        (target,) = rule["Targets"]
+        assert target["Arn"] == {"Ref": "DataRefreshStateMachine"}
+        payload = json.loads(target["Input"])
+        assert set(payload) == {"media_type", "environment"}
+        seen.add((payload["media_type"], payload["environment"]))
+    assert seen == {(m, e) for m in ("image", "audio") for e in ("staging", "production")}
+
+
+def test_aborted_timed_out_and_failed_executions_trigger_cleanup():
+    template = load_template()
+    rule = template["Resources"]["FailedRunCleanupRule"]["Properties"]
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert set(pattern["detail"]["status"]) == {"ABORTED", "TIMED_OUT", "FAILED"}
+    assert {"Ref": "DataRefreshStateMachine"} in pattern["detail"]["stateMachineArn"]
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["CleanupFunction", "Arn"]}
+
+
+def test_launch_templates_start_the_worker_on_the_worker_port_only_from_the_functions():
+    template = load_template()
+    resources = template["Resources"]
+    for env in ("Staging", "Production"):
+        data = resources[f"WorkerLaunchTemplate{env}"]["Properties"]["LaunchTemplateData"]
+        script, variables = data["UserData"]["Fn::Base64"]["Fn::Sub"]
+        assert script.startswith("#!")
+        assert "INSTANCE_IP" in script and "WORKER_BINARY" in script
+        assert variables["SecretId"] == {"Ref": f"{env}Secret"}
+        assert data["InstanceInitiatedShutdownBehavior"] == "terminate"
+    ingress = resources["WorkerSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert ingress == [
+        {
+            "IpProtocol": "tcp",
+            "FromPort": {"Ref": "WorkerPort"},
+            "ToPort": {"Ref": "WorkerPort"},
+            "SourceSecurityGroupId": {"Ref": "FunctionsSecurityGroup"},
+            "Description": ingress[0]["Description"],
+        }
+    ]
+
+
+HEADER_END = "# ---- end of launch template settings\n"
+
+
+def test_user_data_is_the_worker_crate_script_behind_the_template_settings():
+    """The launch templates run crates/indexer-worker/user-data.sh verbatim, after a header of
+    exports that Fn::Sub fills in (the script itself reads only its environment)."""
+    script_file = ROOT / "crates" / "indexer-worker" / "user-data.sh"
+    assert script_file.exists(), f"{script_file} is missing"
+    shebang, body = script_file.read_text().split("\n", 1)
+    assert "${" not in script_file.read_text(), "the worker script must not contain ${ (Fn::Sub would expand it)"
+    template = load_template()
+    for env in ("Staging", "Production"):
+        data = template["Resources"][f"WorkerLaunchTemplate{env}"]["Properties"]["LaunchTemplateData"]
+        script, _ = data["UserData"]["Fn::Base64"]["Fn::Sub"]
+        head, embedded = script.split(HEADER_END, 1)
+        assert head.split("\n", 1)[0] == shebang
+        assert embedded == body, f"{env}: the embedded user data differs from {script_file}; rebuild the template's copy"
+        exported = set(re.findall(r"^export ([A-Z_0-9]+)=", head, flags=re.MULTILINE))
+        assert {"WORKER_ARTIFACT", "REFRESH_SECRET_ID", "WORKER_PORT", "IDLE_SHUTDOWN_SECS"} <= exported
+
+
+# ---------------------------------------------------------------- definitions
+
+
+@pytest.mark.parametrize("logical_id", DEFINITIONS)
+def test_definition_is_json_before_and_after_substitution(logical_id):
+    text = DEFINITIONS[logical_id].read_text()
+    json.loads(text)
+    substituted = SUB_PATTERN.sub("1", text)
+    definition = json.loads(substituted)
+    assert definition["StartAt"] in definition["States"]
+
+
+@pytest.mark.parametrize("logical_id", DEFINITIONS)
+def test_every_substitution_is_provided_and_every_provided_one_used(logical_id):
+    template = load_template()
+    provided = set(template["Resources"][logical_id]["Properties"]["DefinitionSubstitutions"])
+    used = set(SUB_PATTERN.findall(DEFINITIONS[logical_id].read_text()))
+    assert used - provided == set(), f"substitutions without a value: {used - provided}"
+    assert provided - used == set(), f"substitutions the definition never uses: {provided - used}"
+
+
+@pytest.mark.parametrize("logical_id", DEFINITIONS)
+def test_function_substitutions_name_architecture_lambdas(logical_id):
+    template = load_template()
+    resources = template["Resources"]
+    subs = template["Resources"][logical_id]["Properties"]["DefinitionSubstitutions"]
+    binaries = architecture_binaries()
+    function_subs = {k: v for k, v in subs.items() if k.endswith("FunctionArn")}
+    assert function_subs
+    for key, value in function_subs.items():
+        function_id = value["Fn::GetAtt"][0]
+        assert key == function_id + "Arn"
+        assert Path(resources[function_id]["Properties"]["CodeUri"]).name in binaries
+    # The state machine may invoke exactly the functions its definition names.
+    role_id = resources[logical_id]["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    invokable = {
+        tuple(r["Fn::GetAtt"])
+        for _, s in iam_statements({"Resources": {role_id: resources[role_id]}})
+        if "lambda:InvokeFunction" in as_list(s["Action"])
+        for r in as_list(s["Resource"])
+    }
+    assert invokable == {(v["Fn::GetAtt"][0], "Arn") for v in function_subs.values()}
+
+
+@pytest.mark.parametrize("logical_id", DEFINITIONS)
+def test_every_transition_targets_a_state_and_every_state_is_reachable(logical_id):
+    definition = load_definition(logical_id)
+    states = all_states(definition)
+
+    def check_scope(scope_states: dict, start: str):
+        reachable, todo = set(), [start]
+        while todo:
+            name = todo.pop()
+            if name in reachable:
+                continue
+            assert name in scope_states, f"transition to unknown state {name!r} (or across a Map boundary)"
+            reachable.add(name)
+            todo.extend(successors(scope_states[name]))
+        assert reachable == set(scope_states), f"unreachable: {set(scope_states) - reachable}"
+
+    check_scope(definition["States"], definition["StartAt"])
+    for state in states.values():
+        if state["Type"] == "Map":
+            processor = state["ItemProcessor"]
+            check_scope(processor["States"], processor["StartAt"])
+
+
+@pytest.mark.parametrize("logical_id", DEFINITIONS)
+def test_every_task_retries_transient_errors_with_backoff_and_nothing_else(logical_id):
+    states = all_states(load_definition(logical_id))
+    tasks = {n: s for n, s in states.items() if s["Type"] == "Task"}
+    assert tasks
+    for name, task in tasks.items():
+        retriers = task.get("Retry", [])
+        assert retriers, f"{name}: no Retry"
+        retried = {e for r in retriers for e in r["ErrorEquals"]}
+        assert not retried & NEVER_RETRIED, f"{name} retries {retried & NEVER_RETRIED}"
+        for r in retriers:
+            assert r.get("BackoffRate", 1.0) > 1.0 and r.get("MaxAttempts", 3) >= 2, f"{name}: no back-off"
+        if is_lambda_task(task):
+            assert TRANSIENT_LAMBDA_ERRORS <= retried, f"{name} misses {TRANSIENT_LAMBDA_ERRORS - retried}"
+        else:
+            assert is_sdk_task(task), f"{name}: unknown resource {task['Resource']}"
+            assert "States.TaskFailed" in retried, f"{name}: SDK errors are not retried"
+
+
+@pytest.mark.parametrize("logical_id", DEFINITIONS)
+def test_every_failure_after_the_concurrency_check_passes_cleanup(logical_id):
+    definition = load_definition(logical_id)
+    top = definition["States"]
+    cleanup = CLEANUP_STATE[logical_id]
+    cleanup_chain = {cleanup} | {
+        # States between a Catch and the cleanup call, and the Fail after it.
+        n
+        for n in top
+        if n != cleanup and paths_avoiding(top, n, {cleanup}) == [] and n not in PRE_RESOURCE_TASKS
+    }
+    checked = 0
+    for name, state in top.items():
+        if state["Type"] not in ("Task", "Map"):
+            continue
+        catch_all = [c for c in state.get("Catch", []) if "States.ALL" in c["ErrorEquals"]]
+        assert catch_all, f"{name}: no Catch for States.ALL"
+        if name in PRE_RESOURCE_TASKS:
+            for c in state["Catch"]:
+                # Up to a renewed check (after waiting for the other run), nothing is cleaned up.
+                refused_paths = paths_avoiding(top, c["Next"], PRE_RESOURCE_TASKS)
+                assert refused_paths, f"{name}: a Catch path never ends"
+                assert cleanup not in {p for path in refused_paths for p in path}, (
+                    f"{name}: a refused run must not clean up (it would drop the running run's temp table)"
+                )
+            continue
+        if name == cleanup or name in cleanup_chain:
+            continue
+        for c in state["Catch"]:
+            bad = paths_avoiding(top, c["Next"], {cleanup})
+            assert not bad, f"{name}: Catch path ends without cleanup: {bad}"
+            checked += 1
+    assert checked >= 5
+
+
+def test_every_map_iteration_path_after_launch_terminates_its_worker():
+    definition = load_definition("DataRefreshStateMachine")
+    (reindex,) = [s for s in definition["States"].values() if s["Type"] == "Map"]
+    processor = reindex["ItemProcessor"]
+    states = processor["States"]
+    launches = [n for n, s in states.items() if s.get("Resource", "").endswith("ec2:runInstances")]
+    terminates = {n for n, s in states.items() if s.get("Resource", "").endswith("ec2:terminateInstances")}
+    assert launches == [processor["StartAt"]] and len(terminates) == 1
+    (launch,) = launches
+    # From a successful launch, every path to the end of the iteration - success, task
+    # error, time-out, Catch - passes the terminate state before it ends or launches again.
+    bad = paths_avoiding(states, states[launch]["Next"], terminates | {launch})
+    assert not bad, f"iteration paths that leave a worker running: {bad}"
+    # Every state after the launch catches everything (a missing Catch would end the
+    # iteration, and then the whole Map, without terminating).
+    after_launch = reachable(states, states[launch]["Next"], {launch})
+    for name in after_launch:
+        state = states[name]
+        if state["Type"] == "Task" and name not in terminates:
+            assert any("States.ALL" in c["ErrorEquals"] for c in state.get("Catch", [])), name
+    # A launch that failed retries or fails; it has nothing to terminate.
+    for c in states[launch]["Catch"]:
+        assert c["Next"] in states
+
+
+def test_reindex_map_runs_at_most_worker_count_iterations_and_retries_one_range_alone():
+    definition = load_definition("DataRefreshStateMachine")
+    (reindex,) = [s for s in definition["States"].values() if s["Type"] == "Map"]
+    assert reindex["MaxConcurrencyPath"] == "$.params.worker_count"
+    assert reindex["ItemsPath"] == "$.plan.ranges"
+    states = reindex["ItemProcessor"]["States"]
+    (launch,) = [n for n, s in states.items() if s.get("Resource", "").endswith("ec2:runInstances")]
+    launch_params = states[launch]["Parameters"]
+    tags = {t["Key"] for spec in launch_params["TagSpecifications"] for t in spec["Tags"]}
+    assert {"refresh:execution", "refresh:media", "refresh:range", "Name"} <= tags
+    # The retry of a range is a loop inside the iteration back to the launch.
+    into_launch = [n for n, s in states.items() if launch in successors(s, follow_catch=False)]
+    assert into_launch, "a failed range is never retried on a fresh worker"
+
+
+def test_alarm_actions_are_re_enabled_on_every_path_after_disabling():
+    definition = load_definition("DataRefreshStateMachine")
+    top = definition["States"]
+    (disable,) = [n for n, s in top.items() if s.get("Resource", "").endswith("cloudwatch:disableAlarmActions")]
+    enables = {n for n, s in top.items() if s.get("Resource", "").endswith("cloudwatch:enableAlarmActions")}
+    assert len(enables) == 2
+
+    def edges(state):
+        # Once disabled, a Choice on the "disabled" flag always takes its true branch.
+        if state["Type"] == "Choice" and any(
+            c.get("Variable") == "$.alarms.actions.disabled" for c in state["Choices"]
+        ):
+            return [c["Next"] for c in state["Choices"] if c.get("BooleanEquals") is True]
+        return successors(state)
+
+    bad = paths_avoiding(top, top[disable]["Next"], enables, edges=edges)
+    assert not bad, f"paths that leave alarm actions disabled: {bad}"
+    for c in top[disable]["Catch"]:
+        assert c["Next"] == CLEANUP_STATE["DataRefreshStateMachine"] or c["Next"] in top
+
+
+@pytest.mark.parametrize("logical_id", DEFINITIONS)
+def test_every_polling_loop_is_bounded(logical_id):
+    """Every cycle except the copy loop (it ends when copy_data reports done) passes a
+    counter increment and a Choice comparing that counter with a limit."""
+    definition = load_definition(logical_id)
+    states = all_states(definition)
+    graph = {n: [m for m in successors(s, follow_catch=False) if m in states] for n, s in states.items()}
+    # Tarjan's strongly connected components.
+    index, low, on_stack, stack, sccs, counter = {}, {}, set(), [], [], [0]
+
+    def connect(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            sccs.append(component)
+
+    sys.setrecursionlimit(10_000)
+    for v in graph:
+        if v not in index:
+            connect(v)
+    loops = [c for c in sccs if len(c) > 1]
+    assert loops
+    for loop in loops:
+        if any(states[n].get("Resource", "").startswith("${CopyData") for n in loop):
+            continue
+        increments = [n for n in loop if "States.MathAdd" in json.dumps(states[n].get("Parameters", {}))]
+        limits = [
+            n
+            for n in loop
+            if states[n]["Type"] == "Choice"
+            and any(
+                "NumericLessThanPath" in json.dumps(c) and c.get("Next") in loop for c in states[n]["Choices"]
+            )
+        ]
+        assert increments and limits, f"unbounded loop: {sorted(loop)}"
+
+
+@pytest.mark.parametrize("logical_id", DEFINITIONS)
+def test_validation_gets_the_execution_id_and_start_time(logical_id):
+    text = DEFINITIONS[logical_id].read_text()
+    definition = json.loads(text)
+    states = all_states(definition)
+    (validate,) = [n for n, s in states.items() if s.get("Resource") == "${ValidateInputFunctionArn}"]
+    assert states[validate]["ResultPath"] == "$.params"
+    assert '"execution_id.$": "$$.Execution.Id"' in text
+    assert '"start_time.$": "$$.Execution.StartTime"' in text
+
+
+def test_lambda_tasks_only_pass_documented_fields():
+    """Task inputs use the field names of docs/ARCHITECTURE.md's table (extra fields would be
+    rejected by handlers that deny unknown fields)."""
+    allowed = {
+        "CheckConcurrency": {"params", "execution_id", "state_machine_arns"},
+        "CountDocuments": {"alias_or_index"},
+        "CopyData": {"params", "cursor"},
+        "FilterTags": {"params"},
+        "CreateIndex": {"params", "filtered"},
+        "PlanRanges": {"params"},
+        "CheckWorker": {"ip"},
+        "StartReindexTask": {"ip", "params", "range"},
+        # + params: the environment selects the secret with the worker token.
+        "GetReindexTask": {"ip", "task_id", "params"},
+        "FinishIndex": {"index"},
+        "CheckIndexHealth": {"index"},
+        "StartFilteredReindex": {"params", "source_index"},
+        "GetEsTask": {"task_id"},
+        "CheckRecordDrop": {"params", "before", "new_index"},
+        "ReapplyConstraints": {"params"},
+        "PromoteTable": {"params"},
+        "PromoteAlias": {"alias", "index"},
+        "DeleteIndices": {"indices"},
+        "Report": {"params", "before", "after"},
+        "Cleanup": {"params", "execution_id"},
+    }
+    for logical_id in DEFINITIONS:
+        for name, state in all_states(load_definition(logical_id)).items():
+            if not is_lambda_task(state) or state["Resource"] == "${ValidateInputFunctionArn}":
+                continue
+            function = state["Resource"][2 : -len("FunctionArn}")]
+            fields = {k.removesuffix(".$") for k in state["Parameters"]}
+            assert fields == allowed[function], f"{logical_id}/{name}: {fields} != {allowed[function]}"
+
+
+def test_definitions_are_not_edited_by_the_tests():
+    # Guard for the helpers above: they must never mutate what they read.
+    before = {k: v.read_text() for k, v in DEFINITIONS.items()}
+    definition = load_definition("DataRefreshStateMachine")
+    copy.deepcopy(all_states(definition))
+    assert before == {k: v.read_text() for k, v in DEFINITIONS.items()}
+    assert os.access(TEMPLATE, os.R_OK)
