@@ -1,0 +1,623 @@
+//! Step 2, copy data: catalog → `temp_import_<media>` in the API database over `postgres_fdw`.
+//!
+//! One call copies keyset batches (`identifier > cursor ORDER BY identifier LIMIT n`) until its
+//! time budget is used, then returns a cursor; the state machine calls again until `done`.
+//! - Only the columns both the API table and the catalog table have are copied; `id` comes
+//!   from the temp table's own sequence.
+//! - Rows whose identifier is in `api_deleted<media>` are skipped.
+//! - Tags are filtered inside the batch's `SELECT` ([`TagFilterSql`]), so each row is written
+//!   once and the table holds no dead row versions for the reindex to read past.
+//! - Outside production a row limit caps the rows inserted.
+//! - When the catalog is exhausted: primary key on `id`, and for audio `audioset` is replaced
+//!   from the catalog's `audioset_view` (no deleted-rows check).
+//!
+//! Each call creates the FDW server, user mapping and foreign tables, and drops them again
+//! before it returns — on success and on failure — so the catalog password never outlives a
+//! call; a retried call recreates them. All batches of one call are one transaction, and the
+//! committed position is stored in the temp table's comment inside that transaction: a call
+//! that fails copies nothing, and a retry after a lost response resumes from what was really
+//! committed, so no row is copied twice.
+
+use crate::error::{ErrorKind, StepError, StepResult};
+use crate::input::Environment;
+use crate::media::MediaType;
+use crate::pg::connect::PgResultExt;
+use crate::settings::CatalogFdw;
+use crate::tags::{TagFilterConfig, TagFilterSql};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, GenericClient};
+use uuid::Uuid;
+
+/// Rows read from the catalog per batch.
+pub const DEFAULT_BATCH_SIZE: u64 = 50_000;
+/// Leaves a Lambda (15 min maximum) room to finish the batch in flight and clean up.
+pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_secs(600);
+/// The catalog schema the media tables live in.
+const REMOTE_SCHEMA: &str = "public";
+const AUDIOSET_TABLE: &str = "audioset";
+const AUDIOSET_VIEW: &str = "audioset_view";
+
+/// What one `copy_data` call should do.
+#[derive(Debug, Clone)]
+pub struct CopyRequest {
+    pub media: MediaType,
+    pub environment: Environment,
+    /// Rows to insert at most; ignored in production, which always copies everything.
+    pub row_limit: Option<u64>,
+    pub tag_filter: TagFilterConfig,
+    pub batch_size: u64,
+    /// The call stops starting new batches once this much time has passed.
+    pub time_budget: Duration,
+}
+
+impl CopyRequest {
+    pub fn new(media: MediaType, environment: Environment, row_limit: Option<u64>) -> Self {
+        CopyRequest {
+            media,
+            environment,
+            row_limit,
+            tag_filter: TagFilterConfig::default(),
+            batch_size: DEFAULT_BATCH_SIZE,
+            time_budget: DEFAULT_TIME_BUDGET,
+        }
+    }
+
+    /// The limit that applies: none in production, whatever the input says.
+    pub fn effective_row_limit(&self) -> Option<u64> {
+        match self.environment {
+            Environment::Production => None,
+            Environment::Staging => self.row_limit,
+        }
+    }
+}
+
+/// Where a copy stands; passed back in by the state machine between calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyCursor {
+    /// The last catalog identifier read (rows up to it are done). `None` before the first batch.
+    pub last_identifier: Option<Uuid>,
+    pub rows_copied: u64,
+    pub rows_scanned: u64,
+    /// All rows are copied; only finishing (primary key, audioset) remains.
+    pub rows_done: bool,
+}
+
+/// The result of one call (docs/ARCHITECTURE.md `copy_data` output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyProgress {
+    pub cursor: Option<CopyCursor>,
+    /// Totals over all calls so far.
+    pub rows_copied: u64,
+    pub rows_scanned: u64,
+    pub done: bool,
+}
+
+/// `upstream_<media>`: the FDW server, and the local schema holding its foreign tables.
+pub fn fdw_server_name(media: MediaType) -> &'static str {
+    match media {
+        MediaType::Image => "upstream_image",
+        MediaType::Audio => "upstream_audio",
+    }
+}
+
+fn temp_sequence_name(media: MediaType) -> &'static str {
+    match media {
+        MediaType::Image => "temp_import_image_id_seq",
+        MediaType::Audio => "temp_import_audio_id_seq",
+    }
+}
+
+fn live_sequence_name(media: MediaType) -> &'static str {
+    match media {
+        MediaType::Image => "image_id_seq",
+        MediaType::Audio => "audio_id_seq",
+    }
+}
+
+fn temp_pkey_name(media: MediaType) -> &'static str {
+    match media {
+        MediaType::Image => "temp_import_image_pkey",
+        MediaType::Audio => "temp_import_audio_pkey",
+    }
+}
+
+/// `"name"` with embedded quotes doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A SQL string literal, as PostgreSQL's `quote_literal` makes it: quotes doubled, and with
+/// backslashes the `E''` form with them doubled, so it is read the same whatever
+/// `standard_conforming_strings` says. For DDL, which cannot take bound parameters.
+pub fn quote_literal(value: &str) -> String {
+    let doubled = value.replace('\'', "''");
+    if value.contains('\\') {
+        format!("E'{}'", doubled.replace('\\', "\\\\"))
+    } else {
+        format!("'{doubled}'")
+    }
+}
+
+/// Runs one call of the copy. `cursor` is `None` on the first call (which (re)creates the
+/// temp table) and the previous call's cursor afterwards.
+pub async fn copy_data(
+    api: &mut Client,
+    fdw: &CatalogFdw,
+    request: &CopyRequest,
+    cursor: Option<&CopyCursor>,
+) -> StepResult<CopyProgress> {
+    if request.batch_size == 0 {
+        return Err(StepError::invalid_input(
+            "copy batch size must be at least 1",
+        ));
+    }
+    request.tag_filter.validate()?;
+    let media = request.media;
+    let outcome = async {
+        create_fdw(api, media, fdw).await?;
+        copy_call(api, request, cursor).await
+    }
+    .await;
+    // Always, whatever happened above: the user mapping holds the catalog password.
+    let dropped = drop_fdw(api, media).await;
+    match (outcome, dropped) {
+        (Ok(progress), Ok(())) => Ok(progress),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(drop_err)) => {
+            tracing::error!(error = %drop_err, media = %media, "dropping the FDW server after a failed copy also failed");
+            Err(e)
+        }
+    }
+}
+
+/// Drops the FDW server (with its user mapping and foreign tables) and its schema; no-op
+/// when absent. Also used by the cleanup step.
+pub async fn drop_fdw(api: &Client, media: MediaType) -> StepResult<()> {
+    let name = quote_ident(fdw_server_name(media));
+    api.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {name} CASCADE; DROP SERVER IF EXISTS {name} CASCADE;"
+    ))
+    .await
+    .context("dropping the catalog FDW server")
+}
+
+async fn create_fdw(api: &Client, media: MediaType, fdw: &CatalogFdw) -> StepResult<()> {
+    let name = quote_ident(fdw_server_name(media));
+    let mut remote_tables = vec![quote_ident(media.table())];
+    if media == MediaType::Audio {
+        remote_tables.push(quote_ident(AUDIOSET_VIEW));
+    }
+    api.batch_execute(&format!(
+        "CREATE EXTENSION IF NOT EXISTS postgres_fdw; \
+         DROP SCHEMA IF EXISTS {name} CASCADE; DROP SERVER IF EXISTS {name} CASCADE; \
+         CREATE SERVER {name} FOREIGN DATA WRAPPER postgres_fdw \
+           OPTIONS (host {}, port {}, dbname {}, fetch_size '10000');",
+        quote_literal(&fdw.host),
+        quote_literal(&fdw.port.to_string()),
+        quote_literal(&fdw.dbname),
+    ))
+    .await
+    .context("creating the catalog FDW server")?;
+    // DDL takes no bound parameters: the password is a quoted literal. The statement is never
+    // logged, and a failure reports only its SQLSTATE (a message could quote the statement).
+    let mapping = format!(
+        "CREATE USER MAPPING FOR CURRENT_USER SERVER {name} OPTIONS (user {}, password {})",
+        quote_literal(&fdw.user),
+        quote_literal(fdw.password.expose_secret()),
+    );
+    api.batch_execute(&mapping).await.map_err(|e| {
+        let err = StepError::from(e);
+        StepError::new(err.kind, "creating the catalog FDW user mapping failed (details withheld: the statement holds a password)")
+    })?;
+    api.batch_execute(&format!(
+        "CREATE SCHEMA {name}; \
+         IMPORT FOREIGN SCHEMA {} LIMIT TO ({}) FROM SERVER {name} INTO {name};",
+        quote_ident(REMOTE_SCHEMA),
+        remote_tables.join(", "),
+    ))
+    .await
+    .context("importing the catalog tables over FDW")
+}
+
+/// Columns of `schema.table`, in table order.
+async fn columns_of(
+    api: &impl GenericClient,
+    schema_sql: &str,
+    table: &str,
+) -> StepResult<Vec<String>> {
+    let rows = api
+        .query(
+            &format!(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = {schema_sql} AND table_name = $1 ORDER BY ordinal_position"
+            ),
+            &[&table],
+        )
+        .await
+        .context("reading table columns")?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Columns the local `table` and the imported foreign table share, minus `id`, in the local
+/// table's order. Catalog-only columns (`ingestion_type`, …) are left out.
+pub async fn shared_columns(
+    api: &impl GenericClient,
+    media: MediaType,
+    local_table: &str,
+    remote_table: &str,
+) -> StepResult<Vec<String>> {
+    let local = columns_of(api, "current_schema()", local_table).await?;
+    let remote = api
+        .query(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = $2",
+            &[&fdw_server_name(media), &remote_table],
+        )
+        .await
+        .context("reading the catalog table's columns")?;
+    let remote: Vec<String> = remote.iter().map(|r| r.get(0)).collect();
+    if remote.is_empty() {
+        return Err(StepError::invalid_state(format!(
+            "the catalog has no table {remote_table:?} to copy from"
+        )));
+    }
+    Ok(local
+        .into_iter()
+        .filter(|c| c != "id" && remote.contains(c))
+        .collect())
+}
+
+async fn table_exists(api: &impl GenericClient, table: &str) -> StepResult<bool> {
+    let row = api
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quote_ident(table)])
+        .await
+        .context("checking the temp table")?;
+    Ok(row.get(0))
+}
+
+async fn stored_cursor(
+    api: &impl GenericClient,
+    media: MediaType,
+) -> StepResult<Option<CopyCursor>> {
+    let row = api
+        .query_one(
+            "SELECT obj_description(to_regclass($1), 'pg_class')",
+            &[&quote_ident(media.temp_table())],
+        )
+        .await
+        .context("reading the copy position")?;
+    let text: Option<String> = row.get(0);
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+async fn store_cursor(
+    api: &impl GenericClient,
+    media: MediaType,
+    cursor: &CopyCursor,
+) -> StepResult<()> {
+    let json = serde_json::to_string(cursor).map_err(|e| {
+        StepError::new(
+            ErrorKind::Internal,
+            format!("serialising the copy cursor: {e}"),
+        )
+    })?;
+    api.batch_execute(&format!(
+        "COMMENT ON TABLE {} IS {}",
+        quote_ident(media.temp_table()),
+        quote_literal(&json)
+    ))
+    .await
+    .context("storing the copy position")
+}
+
+/// `temp_import_<media>` like the live table, with its own id sequence (so dropping the live
+/// table at promotion cannot take the temp table's id default with it).
+async fn create_temp_table(api: &mut Client, media: MediaType) -> StepResult<()> {
+    let temp = quote_ident(media.temp_table());
+    let live = quote_ident(media.table());
+    let seq = quote_ident(temp_sequence_name(media));
+    let tx = api.transaction().await.context("starting a transaction")?;
+    tx.batch_execute(&format!("DROP TABLE IF EXISTS {temp} CASCADE"))
+        .await
+        .context("dropping the old temp table")?;
+    // A previous promotion may have left the old temp sequence owned by the live table under
+    // the temp name: give it back the live name so the new one can be created.
+    let leftover = tx
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NULL",
+            &[&seq, &quote_ident(live_sequence_name(media))],
+        )
+        .await
+        .context("checking sequences")?;
+    if leftover.get::<_, bool>(0) {
+        if leftover.get::<_, bool>(1) {
+            tx.batch_execute(&format!(
+                "ALTER SEQUENCE {seq} RENAME TO {}",
+                quote_ident(live_sequence_name(media))
+            ))
+            .await
+            .context("renaming the promoted table's sequence")?;
+        } else {
+            tx.batch_execute(&format!("DROP SEQUENCE {seq}"))
+                .await
+                .context("dropping a stray temp sequence")?;
+        }
+    }
+    tx.batch_execute(&format!(
+        "CREATE TABLE {temp} (LIKE {live} INCLUDING DEFAULTS INCLUDING CONSTRAINTS); \
+         CREATE SEQUENCE {seq} AS integer OWNED BY {temp}.\"id\"; \
+         ALTER TABLE {temp} ALTER COLUMN \"id\" SET DEFAULT nextval({});",
+        quote_literal(&seq)
+    ))
+    .await
+    .context("creating the temp table")?;
+    store_cursor(
+        &tx,
+        media,
+        &CopyCursor {
+            last_identifier: None,
+            rows_copied: 0,
+            rows_scanned: 0,
+            rows_done: false,
+        },
+    )
+    .await?;
+    tx.commit().await.context("committing the temp table")
+}
+
+fn batch_sql(media: MediaType, columns: &[String], first_batch: bool) -> String {
+    let remote = format!(
+        "{}.{}",
+        quote_ident(fdw_server_name(media)),
+        quote_ident(media.table())
+    );
+    let list = columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let select = columns
+        .iter()
+        .map(|c| {
+            if c == "tags" {
+                TagFilterSql::expression("b.\"tags\"", 4)
+            } else {
+                format!("b.{}", quote_ident(c))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The first batch includes the nil uuid itself, later ones start after the cursor.
+    let op = if first_batch { ">=" } else { ">" };
+    format!(
+        "WITH batch AS MATERIALIZED ( \
+           SELECT {list} FROM {remote} WHERE \"identifier\" {op} $1 ORDER BY \"identifier\" LIMIT $2 \
+         ), inserted AS ( \
+           INSERT INTO {temp} ({list}) \
+           SELECT {select} FROM batch AS b \
+           WHERE NOT EXISTS (SELECT 1 FROM {deleted} AS d WHERE d.\"identifier\" = b.\"identifier\") \
+           ORDER BY b.\"identifier\" LIMIT $3 \
+           RETURNING \"identifier\" \
+         ) \
+         SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM inserted), \
+                (SELECT \"identifier\" FROM batch ORDER BY \"identifier\" DESC LIMIT 1), \
+                (SELECT \"identifier\" FROM inserted ORDER BY \"identifier\" DESC LIMIT 1)",
+        temp = quote_ident(media.temp_table()),
+        deleted = quote_ident(media.deleted_table()),
+    )
+}
+
+async fn copy_call(
+    api: &mut Client,
+    request: &CopyRequest,
+    cursor: Option<&CopyCursor>,
+) -> StepResult<CopyProgress> {
+    let media = request.media;
+    let started = Instant::now();
+    let mut position = match cursor {
+        None => {
+            create_temp_table(api, media).await?;
+            CopyCursor {
+                last_identifier: None,
+                rows_copied: 0,
+                rows_scanned: 0,
+                rows_done: false,
+            }
+        }
+        Some(_) => {
+            if !table_exists(&*api, media.temp_table()).await? {
+                return Err(StepError::invalid_state(format!(
+                    "{} does not exist: the copy must start again without a cursor",
+                    media.temp_table()
+                )));
+            }
+            // What the database committed wins over what the caller remembers.
+            stored_cursor(&*api, media).await?.ok_or_else(|| {
+                StepError::invalid_state(format!(
+                    "{} has no copy position: it was not made by copy_data; start again without a cursor",
+                    media.temp_table()
+                ))
+            })?
+        }
+    };
+
+    let copied_this_call = !position.rows_done;
+    if copied_this_call {
+        let columns = shared_columns(&*api, media, media.table(), media.table()).await?;
+        if !columns.iter().any(|c| c == "identifier") {
+            return Err(StepError::invalid_state(
+                "the catalog and API tables share no identifier column",
+            ));
+        }
+        let first_sql = batch_sql(media, &columns, true);
+        let next_sql = batch_sql(media, &columns, false);
+        let tags = request.tag_filter.sql_params();
+        let limit = request.effective_row_limit();
+        let batch_size = i64::try_from(request.batch_size).unwrap_or(i64::MAX);
+
+        let tx = api
+            .transaction()
+            .await
+            .context("starting the copy transaction")?;
+        loop {
+            let remaining = limit.map(|l| l.saturating_sub(position.rows_copied));
+            if remaining == Some(0) {
+                position.rows_done = true;
+                break;
+            }
+            let (sql, from) = match position.last_identifier {
+                None => (&first_sql, Uuid::nil()),
+                Some(last) => (&next_sql, last),
+            };
+            let insert_limit: Option<i64> = remaining.map(|r| i64::try_from(r).unwrap_or(i64::MAX));
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&from, &batch_size, &insert_limit];
+            params.extend(tags.params());
+            let row = tx
+                .query_one(sql.as_str(), &params)
+                .await
+                .context("copying a batch from the catalog")?;
+            let scanned = row.get::<_, i64>(0) as u64;
+            let inserted = row.get::<_, i64>(1) as u64;
+            let last_scanned: Option<Uuid> = row.get(2);
+            let last_inserted: Option<Uuid> = row.get(3);
+            position.rows_scanned += scanned;
+            position.rows_copied += inserted;
+            let limit_hit = remaining.is_some_and(|r| inserted >= r);
+            // When the limit cut the batch short, rows after the last inserted one were not taken.
+            position.last_identifier = if limit_hit {
+                last_inserted
+            } else {
+                last_scanned
+            }
+            .or(position.last_identifier);
+            tracing::info!(
+                media = %media, batch_rows = scanned, batch_inserted = inserted,
+                rows_copied = position.rows_copied, rows_scanned = position.rows_scanned,
+                "copied a batch"
+            );
+            if limit_hit || scanned < request.batch_size {
+                position.rows_done = true;
+                break;
+            }
+            if started.elapsed() >= request.time_budget {
+                break;
+            }
+        }
+        store_cursor(&tx, media, &position).await?;
+        tx.commit().await.context("committing the copy")?;
+    }
+
+    // Finishing (primary key, audioset) is left to the next call when this one copied and used
+    // half its budget: the key's index build on a full table takes a while.
+    if position.rows_done && (!copied_this_call || started.elapsed() < request.time_budget / 2) {
+        finish_copy(api, media).await?;
+        return Ok(CopyProgress {
+            rows_copied: position.rows_copied,
+            rows_scanned: position.rows_scanned,
+            cursor: Some(position),
+            done: true,
+        });
+    }
+    Ok(CopyProgress {
+        rows_copied: position.rows_copied,
+        rows_scanned: position.rows_scanned,
+        cursor: Some(position),
+        done: false,
+    })
+}
+
+async fn finish_copy(api: &mut Client, media: MediaType) -> StepResult<()> {
+    let temp = quote_ident(media.temp_table());
+    let tx = api
+        .transaction()
+        .await
+        .context("starting the copy's last transaction")?;
+    let has_pkey = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p')",
+            &[&temp],
+        )
+        .await
+        .context("checking the temp table's primary key")?
+        .get::<_, bool>(0);
+    if !has_pkey {
+        tx.batch_execute(&format!(
+            "ALTER TABLE {temp} ADD CONSTRAINT {} PRIMARY KEY (\"id\")",
+            quote_ident(temp_pkey_name(media))
+        ))
+        .await
+        .context("adding the temp table's primary key")?;
+    }
+    if media == MediaType::Audio {
+        let columns = shared_columns(&tx, media, AUDIOSET_TABLE, AUDIOSET_VIEW).await?;
+        let list = columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let copied = tx
+            .execute(
+                &format!(
+                    "WITH cleared AS (DELETE FROM {set}) \
+                     INSERT INTO {set} ({list}) SELECT {list} FROM {remote}",
+                    set = quote_ident(AUDIOSET_TABLE),
+                    remote = format_args!(
+                        "{}.{}",
+                        quote_ident(fdw_server_name(media)),
+                        quote_ident(AUDIOSET_VIEW)
+                    ),
+                ),
+                &[],
+            )
+            .await
+            .context("replacing audioset from the catalog's audioset_view")?;
+        tracing::info!(rows = copied, "audioset replaced");
+    }
+    tx.commit()
+        .await
+        .context("committing the copy's last transaction")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_are_quoted_like_postgres_does() {
+        assert_eq!(quote_literal("abc"), "'abc'");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal(r"a\b'"), r"E'a\\b'''");
+        assert_eq!(quote_ident(r#"we"ird"#), r#""we""ird""#);
+    }
+
+    #[test]
+    fn production_ignores_the_row_limit() {
+        let staging = CopyRequest::new(MediaType::Image, Environment::Staging, Some(10));
+        assert_eq!(staging.effective_row_limit(), Some(10));
+        let production = CopyRequest::new(MediaType::Image, Environment::Production, Some(10));
+        assert_eq!(production.effective_row_limit(), None);
+    }
+
+    #[test]
+    fn batch_sql_filters_tags_and_skips_deleted() {
+        let cols = vec![
+            "identifier".to_string(),
+            "tags".to_string(),
+            "url".to_string(),
+        ];
+        let sql = batch_sql(MediaType::Audio, &cols, false);
+        assert!(sql.contains("\"upstream_audio\".\"audio\""));
+        assert!(sql.contains("\"api_deletedaudio\""));
+        assert!(
+            sql.contains("INSERT INTO \"temp_import_audio\" (\"identifier\", \"tags\", \"url\")")
+        );
+        assert!(sql.contains("jsonb_array_elements(b.\"tags\")"));
+        assert!(sql.contains("\"identifier\" > $1"));
+        assert!(batch_sql(MediaType::Audio, &cols, true).contains("\"identifier\" >= $1"));
+    }
+}
