@@ -1,0 +1,199 @@
+//! Alias promotion and deletion of the indices it replaced.
+
+use super::{validate_index_name, SearchClient};
+use crate::error::{StepError, StepResult};
+use elasticsearch::http::{Method, StatusCode};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+/// The indices `alias` points at, sorted; empty when the alias does not exist.
+pub async fn indices_of_alias(client: &SearchClient, alias: &str) -> StepResult<Vec<String>> {
+    validate_index_name(alias)?;
+    let response = client
+        .call(
+            "read alias",
+            Method::Get,
+            &format!("/_alias/{alias}"),
+            &[],
+            None,
+        )
+        .await?;
+    if response.status == StatusCode::NOT_FOUND {
+        return Ok(Vec::new());
+    }
+    let body = response.into_success(&format!("read alias {alias}"))?;
+    let mut indices: Vec<String> = match body {
+        Value::Object(map) => map.into_iter().map(|(index, _)| index).collect(),
+        _ => Vec::new(),
+    };
+    indices.sort();
+    Ok(indices)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AliasPromotion {
+    pub alias: String,
+    pub index: String,
+    /// The indices the alias pointed at before (to delete once everything is promoted).
+    pub previous_indices: Vec<String>,
+}
+
+/// Points `alias` at `index` alone, in one `_aliases` call (remove from the old index and add
+/// to the new one happen atomically: searches never see no index or two).
+///
+/// Refused, with nothing changed, when the alias points at more than one index: that state
+/// needs an operator. Promoting an alias that already points at `index` alone changes nothing.
+pub async fn promote_alias(
+    client: &SearchClient,
+    alias: &str,
+    index: &str,
+) -> StepResult<AliasPromotion> {
+    validate_index_name(alias)?;
+    validate_index_name(index)?;
+    if alias == index {
+        return Err(StepError::invalid_input(format!(
+            "alias and index are both named {alias}"
+        )));
+    }
+    let current = indices_of_alias(client, alias).await?;
+    if current.len() > 1 {
+        return Err(StepError::invalid_state(format!(
+            "alias {alias} points at {} indices ({}); refusing to promote {index}: an operator must fix the alias first",
+            current.len(),
+            current.join(", ")
+        )));
+    }
+    if current.first().map(String::as_str) == Some(index) {
+        tracing::info!(alias, index, "alias already points at the index");
+        return Ok(AliasPromotion {
+            alias: alias.to_string(),
+            index: index.to_string(),
+            previous_indices: Vec::new(),
+        });
+    }
+    let actions = promotion_actions(alias, index, &current);
+    client
+        .call(
+            "update aliases",
+            Method::Post,
+            "/_aliases",
+            &[],
+            Some(&actions),
+        )
+        .await?
+        .into_success(&format!("point alias {alias} at {index}"))?;
+    tracing::info!(alias, index, previous = ?current, "alias promoted");
+    Ok(AliasPromotion {
+        alias: alias.to_string(),
+        index: index.to_string(),
+        previous_indices: current,
+    })
+}
+
+fn promotion_actions(alias: &str, index: &str, current: &[String]) -> Value {
+    let mut actions: Vec<Value> = current
+        .iter()
+        .map(|old| json!({ "remove": { "index": old, "alias": alias } }))
+        .collect();
+    actions.push(json!({ "add": { "index": index, "alias": alias } }));
+    json!({ "actions": actions })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeletedIndices {
+    pub deleted: Vec<String>,
+    /// Asked for but already gone (a retried step).
+    pub missing: Vec<String>,
+}
+
+/// Deletes `indices`. Refused, with nothing deleted, when any of them is an alias or has an
+/// alias pointing at it.
+pub async fn delete_indices(
+    client: &SearchClient,
+    indices: &[String],
+) -> StepResult<DeletedIndices> {
+    let unique: BTreeSet<&str> = indices.iter().map(String::as_str).collect();
+    for name in &unique {
+        validate_index_name(name)?;
+    }
+    let mut existing = Vec::new();
+    let mut missing = Vec::new();
+    for name in &unique {
+        let response = client
+            .call(
+                "read index aliases",
+                Method::Get,
+                &format!("/{name}/_alias"),
+                &[],
+                None,
+            )
+            .await?;
+        if response.status == StatusCode::NOT_FOUND {
+            missing.push(name.to_string());
+            continue;
+        }
+        let body = response.into_success(&format!("read aliases of {name}"))?;
+        match body.get(*name) {
+            None => {
+                return Err(StepError::invalid_state(format!(
+                    "{name} is an alias, not an index: refusing to delete"
+                )));
+            }
+            Some(entry) => {
+                let aliases: Vec<&String> = entry["aliases"]
+                    .as_object()
+                    .map(|m| m.keys().collect())
+                    .unwrap_or_default();
+                if !aliases.is_empty() {
+                    return Err(StepError::invalid_state(format!(
+                        "index {name} is still behind alias {}: refusing to delete it (nothing was deleted)",
+                        aliases.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+            }
+        }
+        existing.push(name.to_string());
+    }
+    let mut deleted = Vec::new();
+    for name in existing {
+        let response = client
+            .call(
+                "delete index",
+                Method::Delete,
+                &format!("/{name}"),
+                &[],
+                None,
+            )
+            .await?;
+        if response.status == StatusCode::NOT_FOUND {
+            missing.push(name);
+            continue;
+        }
+        response.into_success(&format!("delete index {name}"))?;
+        tracing::info!(index = name, "index deleted");
+        deleted.push(name);
+    }
+    missing.sort();
+    Ok(DeletedIndices { deleted, missing })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn promotion_removes_every_old_index_and_adds_the_new_one_in_one_body() {
+        assert_eq!(
+            promotion_actions("image", "image-2", &["image-1".into()]),
+            json!({"actions": [
+                {"remove": {"index": "image-1", "alias": "image"}},
+                {"add": {"index": "image-2", "alias": "image"}}
+            ]})
+        );
+        assert_eq!(
+            promotion_actions("image", "image-2", &[]),
+            json!({"actions": [{"add": {"index": "image-2", "alias": "image"}}]})
+        );
+    }
+}

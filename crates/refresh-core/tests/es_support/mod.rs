@@ -1,0 +1,135 @@
+//! Shared helpers of the Elasticsearch integration tests (real cluster at `ES_URL`).
+#![allow(dead_code)]
+
+use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use elasticsearch::http::Method;
+use refresh_core::es::SearchClient;
+use serde_json::Value;
+
+pub fn es_url() -> String {
+    std::env::var("ES_URL")
+        .expect("ES_URL must be set to the test Elasticsearch URL (e.g. http://127.0.0.1:19209)")
+}
+
+pub fn client() -> SearchClient {
+    SearchClient::new(&es_url()).unwrap()
+}
+
+/// A name no other test (or run) uses: `t-<what>-<random>`.
+pub fn unique(what: &str) -> String {
+    format!(
+        "t-{what}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Sends a raw request and returns (status, body).
+pub async fn raw(
+    client: &SearchClient,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let response = client
+        .call("test request", method, path, &[], body)
+        .await
+        .unwrap();
+    (response.status.as_u16(), response.body)
+}
+
+/// Bulk-indexes pre-serialised NDJSON and refreshes; panics on any item error.
+pub async fn bulk(client: &SearchClient, index: &str, ndjson: Vec<u8>) -> Value {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    let response = client
+        .elasticsearch()
+        .transport()
+        .send(
+            Method::Post,
+            &format!("/{index}/_bulk"),
+            headers,
+            Some(&[("refresh", "true")]),
+            Some(ndjson),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        response.status_code().is_success(),
+        "bulk status {}",
+        response.status_code()
+    );
+    let body: Value = response.json().await.unwrap();
+    if body["errors"] == true {
+        let errors: Vec<&Value> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|item| item["index"]["error"].is_object())
+            .collect();
+        panic!("bulk item errors: {errors:#?}");
+    }
+    body
+}
+
+/// Indexes JSON documents with the given ids.
+pub async fn index_docs(client: &SearchClient, index: &str, docs: &[(String, Value)]) {
+    let mut body = Vec::new();
+    for (id, doc) in docs {
+        body.extend_from_slice(
+            serde_json::to_string(&serde_json::json!({"index": {"_id": id}}))
+                .unwrap()
+                .as_bytes(),
+        );
+        body.push(b'\n');
+        body.extend_from_slice(serde_json::to_string(doc).unwrap().as_bytes());
+        body.push(b'\n');
+    }
+    bulk(client, index, body).await;
+}
+
+/// Ids of every document in `index`, sorted.
+pub async fn ids(client: &SearchClient, index: &str) -> Vec<String> {
+    let query = serde_json::json!({"size": 10000, "_source": false, "query": {"match_all": {}}});
+    let (status, body) = raw(
+        client,
+        Method::Post,
+        &format!("/{index}/_search"),
+        Some(&query),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut ids: Vec<String> = body["hits"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Deletes test indices (ignoring missing ones).
+pub async fn cleanup(client: &SearchClient, indices: &[&str]) {
+    for index in indices {
+        let _ = client
+            .call(
+                "test cleanup",
+                Method::Delete,
+                &format!("/{index}"),
+                &[],
+                None,
+            )
+            .await;
+    }
+}
+
+/// Index settings as flat strings (`index.number_of_replicas` → "0").
+pub async fn index_settings(client: &SearchClient, index: &str) -> Value {
+    let (status, body) = raw(client, Method::Get, &format!("/{index}/_settings"), None).await;
+    assert_eq!(status, 200, "{body}");
+    body[index]["settings"]["index"].clone()
+}
