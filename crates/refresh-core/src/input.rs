@@ -1,1 +1,659 @@
-//! (to be written: PostgreSQL-side helper)
+//! The execution input and the validated parameters (`P`) every later step receives.
+//!
+//! Parsing is strict: unknown fields, wrong types and bad values are `InvalidInput` errors
+//! naming the field. Table and index names in [`RefreshParams`] are derived from the
+//! [`MediaType`] enum and a suffix restricted to characters Elasticsearch and SQL both take
+//! literally, so nothing from the input can reach SQL as an identifier.
+
+use crate::config::RefreshDefaults;
+use crate::error::{ErrorKind, StepError};
+use crate::media::MediaType;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Staging,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Environment {
+    type Err = StepError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "staging" => Ok(Environment::Staging),
+            "production" => Ok(Environment::Production),
+            other => Err(StepError::invalid_input(format!(
+                "environment: unknown value {:?}, expected \"staging\" or \"production\"",
+                shorten(other)
+            ))),
+        }
+    }
+}
+
+/// The state machine's execution input (docs/ARCHITECTURE.md "Execution input").
+/// Optional fields also accept `null`, which Step Functions produces for absent paths.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshInput {
+    pub media_type: MediaType,
+    pub environment: Environment,
+    #[serde(default)]
+    pub index_suffix: Option<String>,
+    #[serde(default)]
+    pub skip_copy: Option<bool>,
+    #[serde(default)]
+    pub allow_concurrent: Option<bool>,
+    #[serde(default)]
+    pub max_record_drop_pct: Option<f64>,
+    #[serde(default)]
+    pub override_record_drop: Option<bool>,
+    #[serde(default)]
+    pub row_limit: Option<u64>,
+}
+
+/// `P`: what `validate_input` returns and the state machine keeps at `$.params`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshParams {
+    pub media_type: MediaType,
+    pub environment: Environment,
+    pub index_suffix: String,
+    pub new_index: String,
+    pub new_filtered_index: String,
+    pub temp_table: String,
+    pub skip_copy: bool,
+    pub allow_concurrent: bool,
+    pub max_record_drop_pct: f64,
+    pub override_record_drop: bool,
+    /// `None`: no limit (always in production).
+    pub row_limit: Option<u64>,
+    pub worker_count: u32,
+    pub launch_template: String,
+}
+
+/// Elasticsearch refuses index names longer than this many bytes.
+pub const MAX_INDEX_NAME_BYTES: usize = 255;
+const FILTERED_SUFFIX: &str = "-filtered";
+
+/// `<media>-<suffix>`.
+pub fn index_name(media: MediaType, suffix: &str) -> String {
+    format!("{}-{suffix}", media.as_str())
+}
+
+/// `<media>-<suffix>-filtered`.
+pub fn filtered_index_name(media: MediaType, suffix: &str) -> String {
+    format!("{}-{suffix}{FILTERED_SUFFIX}", media.as_str())
+}
+
+/// The suffix generated when the input has none: the execution start, `YYYYMMDDhhmmss`.
+pub fn generated_suffix(execution_start: DateTime<Utc>) -> String {
+    execution_start.format("%Y%m%d%H%M%S").to_string()
+}
+
+/// Checks an index suffix: lowercase `[a-z0-9][a-z0-9_-]*`, and the longest index name it
+/// produces (`<media>-<suffix>-filtered`) within Elasticsearch's 255-byte limit. A suffix
+/// ending in `filtered` is refused: `image-filtered` is an alias name, and `x-filtered`
+/// would collide with suffix `x`'s filtered index.
+pub fn validate_index_suffix(media: MediaType, suffix: &str) -> Result<(), StepError> {
+    let fail = |why: &str| {
+        Err(StepError::invalid_input(format!(
+            "index_suffix {:?}: {why}",
+            shorten(suffix)
+        )))
+    };
+    let Some(first) = suffix.chars().next() else {
+        return fail("must not be empty");
+    };
+    if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
+        return fail("must start with a lowercase letter or a digit");
+    }
+    if let Some(bad) = suffix
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
+    {
+        return fail(&format!(
+            "contains {bad:?}; only lowercase letters, digits, '_' and '-' are allowed"
+        ));
+    }
+    if suffix == "filtered" || suffix.ends_with(FILTERED_SUFFIX) {
+        return fail("must not end in \"filtered\" (reserved for filtered indices and aliases)");
+    }
+    let longest = filtered_index_name(media, suffix);
+    if longest.len() > MAX_INDEX_NAME_BYTES {
+        return fail(&format!(
+            "too long: index name {} would be {} bytes, Elasticsearch allows {MAX_INDEX_NAME_BYTES}",
+            shorten(&longest),
+            longest.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Parses the execution input from JSON. Errors name the offending field.
+pub fn parse_refresh_input(value: &Value) -> Result<RefreshInput, StepError> {
+    if !value.is_object() {
+        return Err(StepError::invalid_input(format!(
+            "execution input must be a JSON object, got {}",
+            json_kind(value)
+        )));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let detail = e.into_inner().to_string();
+        if path == "." || path.is_empty() {
+            StepError::invalid_input(format!("execution input: {}", shorten(&detail)))
+        } else {
+            StepError::invalid_input(format!("{path}: {}", shorten(&detail)))
+        }
+    })
+}
+
+impl RefreshInput {
+    /// Checks every value and fills in defaults. `execution_start` names the index when the
+    /// input gives no suffix, so a retried validation produces the same names.
+    pub fn validate(
+        self,
+        defaults: &RefreshDefaults,
+        execution_start: DateTime<Utc>,
+    ) -> Result<RefreshParams, StepError> {
+        let media = self.media_type;
+        let environment = self.environment;
+        if let Some(pinned) = defaults.deployment_environment {
+            if pinned != environment {
+                return Err(StepError::invalid_input(format!(
+                    "environment: this deployment serves {pinned}, not {environment}"
+                )));
+            }
+        }
+
+        let index_suffix = match self.index_suffix {
+            Some(suffix) => suffix,
+            None => generated_suffix(execution_start),
+        };
+        validate_index_suffix(media, &index_suffix)?;
+
+        let max_record_drop_pct = self
+            .max_record_drop_pct
+            .unwrap_or(defaults.max_record_drop_pct);
+        if !(max_record_drop_pct.is_finite() && (0.0..=100.0).contains(&max_record_drop_pct)) {
+            return Err(StepError::invalid_input(format!(
+                "max_record_drop_pct: {max_record_drop_pct} is not a percentage between 0 and 100"
+            )));
+        }
+
+        let row_limit = match (environment, self.row_limit) {
+            (_, Some(0)) => {
+                return Err(StepError::invalid_input("row_limit: must be at least 1"));
+            }
+            (Environment::Production, Some(ignored)) => {
+                tracing::warn!(
+                    row_limit = ignored,
+                    "row_limit is ignored in production: copying every row"
+                );
+                None
+            }
+            (Environment::Production, None) => None,
+            (Environment::Staging, limit) => {
+                Some(limit.unwrap_or(defaults.row_limit_non_production))
+            }
+        };
+
+        let launch_template = defaults.launch_template(environment)?.to_string();
+
+        Ok(RefreshParams {
+            media_type: media,
+            environment,
+            new_index: index_name(media, &index_suffix),
+            new_filtered_index: filtered_index_name(media, &index_suffix),
+            index_suffix,
+            temp_table: media.temp_table().to_string(),
+            skip_copy: self.skip_copy.unwrap_or(false),
+            allow_concurrent: self.allow_concurrent.unwrap_or(false),
+            max_record_drop_pct,
+            override_record_drop: self.override_record_drop.unwrap_or(false),
+            row_limit,
+            worker_count: defaults.worker_count(environment),
+            launch_template,
+        })
+    }
+}
+
+impl RefreshParams {
+    /// Re-checks `P` as a later step receives it back from the state machine: the derived
+    /// names must be exactly what the media type and suffix produce, so a hand-edited `P`
+    /// cannot point a step at another table or index.
+    pub fn check(&self) -> Result<(), StepError> {
+        validate_index_suffix(self.media_type, &self.index_suffix)?;
+        let expect = |field: &str, actual: &str, expected: &str| {
+            if actual == expected {
+                Ok(())
+            } else {
+                Err(StepError::invalid_input(format!(
+                    "params.{field}: {:?} does not match media type and suffix (expected {expected:?})",
+                    shorten(actual)
+                )))
+            }
+        };
+        expect(
+            "new_index",
+            &self.new_index,
+            &index_name(self.media_type, &self.index_suffix),
+        )?;
+        expect(
+            "new_filtered_index",
+            &self.new_filtered_index,
+            &filtered_index_name(self.media_type, &self.index_suffix),
+        )?;
+        expect("temp_table", &self.temp_table, self.media_type.temp_table())?;
+        if !(self.max_record_drop_pct.is_finite()
+            && (0.0..=100.0).contains(&self.max_record_drop_pct))
+        {
+            return Err(StepError::invalid_input(
+                "params.max_record_drop_pct: not between 0 and 100",
+            ));
+        }
+        if self.row_limit == Some(0) {
+            return Err(StepError::invalid_input(
+                "params.row_limit: must be at least 1",
+            ));
+        }
+        if self.environment == Environment::Production && self.row_limit.is_some() {
+            return Err(StepError::invalid_input(
+                "params.row_limit: must be null in production",
+            ));
+        }
+        if self.worker_count == 0 {
+            return Err(StepError::invalid_input(
+                "params.worker_count: must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Parses and checks `P` from a step's input.
+    pub fn from_value(value: &Value) -> Result<RefreshParams, StepError> {
+        let params: RefreshParams = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            StepError::new(
+                ErrorKind::InvalidInput,
+                format!("params.{path}: {}", shorten(&e.into_inner().to_string())),
+            )
+        })?;
+        params.check()?;
+        Ok(params)
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Input is echoed in errors to help the operator, but never at unbounded length.
+fn shorten(text: &str) -> String {
+    const MAX_CHARS: usize = 120;
+    if text.chars().count() <= MAX_CHARS {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(MAX_CHARS).collect();
+        format!("{head}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn defaults() -> RefreshDefaults {
+        RefreshDefaults {
+            launch_template_staging: Some("lt-staging".into()),
+            launch_template_production: Some("lt-production".into()),
+            ..RefreshDefaults::default()
+        }
+    }
+
+    fn start() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, 0, 4, 5).unwrap()
+    }
+
+    fn validate(value: Value) -> Result<RefreshParams, StepError> {
+        parse_refresh_input(&value)?.validate(&defaults(), start())
+    }
+
+    #[test]
+    fn minimal_input_gets_defaults_and_generated_names() {
+        let params = validate(json!({"media_type": "image", "environment": "staging"})).unwrap();
+        assert_eq!(params.index_suffix, "20260302000405");
+        assert_eq!(params.new_index, "image-20260302000405");
+        assert_eq!(params.new_filtered_index, "image-20260302000405-filtered");
+        assert_eq!(params.temp_table, "temp_import_image");
+        assert!(!params.skip_copy && !params.allow_concurrent && !params.override_record_drop);
+        assert_eq!(params.max_record_drop_pct, 10.0);
+        assert_eq!(params.row_limit, Some(100_000));
+        assert_eq!(params.worker_count, 2);
+        assert_eq!(params.launch_template, "lt-staging");
+        params.check().unwrap();
+    }
+
+    #[test]
+    fn full_input_round_trips_through_json() {
+        let params = validate(json!({
+            "media_type": "audio", "environment": "staging", "index_suffix": "init",
+            "skip_copy": true, "allow_concurrent": true, "max_record_drop_pct": 2.5,
+            "override_record_drop": true, "row_limit": 7
+        }))
+        .unwrap();
+        assert_eq!(params.new_index, "audio-init");
+        assert_eq!(params.new_filtered_index, "audio-init-filtered");
+        assert!(params.skip_copy && params.allow_concurrent && params.override_record_drop);
+        assert_eq!(params.max_record_drop_pct, 2.5);
+        assert_eq!(params.row_limit, Some(7));
+        let value = serde_json::to_value(&params).unwrap();
+        assert_eq!(value["row_limit"], json!(7));
+        assert_eq!(value["media_type"], json!("audio"));
+        assert_eq!(RefreshParams::from_value(&value).unwrap(), params);
+    }
+
+    #[test]
+    fn production_has_no_row_limit_and_its_own_workers() {
+        let params =
+            validate(json!({"media_type": "audio", "environment": "production", "row_limit": 5}))
+                .unwrap();
+        assert_eq!(params.row_limit, None);
+        assert_eq!(params.worker_count, 6);
+        assert_eq!(params.launch_template, "lt-production");
+        assert_eq!(
+            serde_json::to_value(&params).unwrap()["row_limit"],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn nulls_count_as_absent() {
+        let params = validate(json!({
+            "media_type": "image", "environment": "staging", "index_suffix": null,
+            "skip_copy": null, "row_limit": null, "max_record_drop_pct": null
+        }))
+        .unwrap();
+        assert_eq!(params.index_suffix, "20260302000405");
+        assert_eq!(params.row_limit, Some(100_000));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (
+                json!({"media_type": "video", "environment": "staging"}),
+                "media_type",
+            ),
+            (
+                json!({"media_type": "Image", "environment": "staging"}),
+                "media_type",
+            ),
+            (json!({"environment": "staging"}), "media_type"),
+            (
+                json!({"media_type": "image", "environment": "prod"}),
+                "environment",
+            ),
+            (json!({"media_type": "image"}), "environment"),
+            (
+                json!({"media_type": "image", "environment": "staging", "skip_copy": "yes"}),
+                "skip_copy",
+            ),
+            (
+                json!({"media_type": "image", "environment": "staging", "allow_concurrent": 1}),
+                "allow_concurrent",
+            ),
+            (
+                json!({"media_type": "image", "environment": "staging", "row_limit": -1}),
+                "row_limit",
+            ),
+            (
+                json!({"media_type": "image", "environment": "staging", "row_limit": 1.5}),
+                "row_limit",
+            ),
+            (
+                json!({"media_type": "image", "environment": "staging", "row_limit": 0}),
+                "row_limit",
+            ),
+            (
+                json!({"media_type": "image", "environment": "staging", "max_record_drop_pct": 101}),
+                "max_record_drop_pct",
+            ),
+            (
+                json!({"media_type": "image", "environment": "staging", "max_record_drop_pct": -0.1}),
+                "max_record_drop_pct",
+            ),
+            (
+                json!({"media_type": "image", "environment": "staging", "max_record_drop_pct": "5"}),
+                "max_record_drop_pct",
+            ),
+            (
+                json!({"media_type": "image", "environment": "staging", "index_suffix": 5}),
+                "index_suffix",
+            ),
+            (
+                json!({"media_type": "image", "environment": "staging", "index_suffix": "Init"}),
+                "index_suffix",
+            ),
+            (
+                json!({"media_type": "image", "environment": "staging", "indexsuffix": "init"}),
+                "indexsuffix",
+            ),
+            (
+                json!({"media_type": "image", "environment": "staging", "table": "image; drop table x"}),
+                "table",
+            ),
+        ];
+        for (input, field) in cases {
+            let err = validate(input.clone()).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidInput, "{input}");
+            assert!(err.message.contains(field), "{input}: {}", err.message);
+        }
+        let err = parse_refresh_input(&json!(["image"])).unwrap_err();
+        assert!(err.message.contains("JSON object"), "{}", err.message);
+    }
+
+    #[test]
+    fn suffix_rules() {
+        for ok in [
+            "init",
+            "20260302000405",
+            "a",
+            "0",
+            "a-b_c",
+            "x-filteredx",
+            &"a".repeat(240),
+        ] {
+            validate_index_suffix(MediaType::Image, ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "-a",
+            "_a",
+            "+a",
+            "Init",
+            "a b",
+            "a/b",
+            "a\\b",
+            "a*",
+            "a?",
+            "a\"",
+            "a<",
+            "a>",
+            "a|",
+            "a,b",
+            "a#",
+            "a:b",
+            "a.b",
+            "é",
+            "filtered",
+            "x-filtered",
+            &"a".repeat(241),
+        ] {
+            let err = validate_index_suffix(MediaType::Image, bad).unwrap_err();
+            assert!(
+                err.message.contains("index_suffix"),
+                "{bad}: {}",
+                err.message
+            );
+        }
+        // 255 bytes is the limit of the longest name, the filtered one.
+        let longest_ok = "a".repeat(MAX_INDEX_NAME_BYTES - "image-".len() - "-filtered".len());
+        assert_eq!(
+            filtered_index_name(MediaType::Image, &longest_ok).len(),
+            255
+        );
+    }
+
+    #[test]
+    fn missing_launch_template_is_configuration_not_input() {
+        let input =
+            parse_refresh_input(&json!({"media_type": "image", "environment": "production"}))
+                .unwrap();
+        let err = input
+            .validate(&RefreshDefaults::default(), start())
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Configuration);
+        assert!(err.message.contains("LAUNCH_TEMPLATE_PRODUCTION"));
+    }
+
+    #[test]
+    fn pinned_deployment_refuses_the_other_environment() {
+        let pinned = RefreshDefaults {
+            deployment_environment: Some(Environment::Staging),
+            ..defaults()
+        };
+        let input =
+            parse_refresh_input(&json!({"media_type": "image", "environment": "production"}))
+                .unwrap();
+        let err = input.validate(&pinned, start()).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidInput);
+        assert!(err.message.contains("environment"));
+    }
+
+    #[test]
+    fn tampered_params_are_refused() {
+        let params =
+            validate(json!({"media_type": "image", "environment": "staging", "index_suffix": "x"}))
+                .unwrap();
+        let mut value = serde_json::to_value(&params).unwrap();
+        value["temp_table"] = json!("image");
+        assert!(RefreshParams::from_value(&value)
+            .unwrap_err()
+            .message
+            .contains("temp_table"));
+        let mut value = serde_json::to_value(&params).unwrap();
+        value["new_index"] = json!("image");
+        assert!(RefreshParams::from_value(&value)
+            .unwrap_err()
+            .message
+            .contains("new_index"));
+        let mut value = serde_json::to_value(&params).unwrap();
+        value["extra"] = json!(1);
+        assert!(RefreshParams::from_value(&value)
+            .unwrap_err()
+            .message
+            .contains("extra"));
+    }
+
+    /// Elasticsearch's own index-name rules (MetadataCreateIndexService.validateIndexOrAliasName
+    /// plus the lowercase and length checks), written independently of the validator.
+    fn es_accepts_index_name(name: &str) -> bool {
+        const FORBIDDEN: [char; 11] = ['\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#'];
+        !name.is_empty()
+            && name != "."
+            && name != ".."
+            && name.to_lowercase() == name
+            && !name.starts_with(['-', '_', '+'])
+            && !name.contains(FORBIDDEN)
+            && !name.contains(':')
+            && name.len() <= 255
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_suffixes_make_valid_index_names(
+            suffix in prop_oneof!["\\PC{0,300}", "[a-zA-Z0-9_+. :#,*?<>|/\\\\-]{0,260}", "[a-z0-9_-]{0,260}"],
+            media in prop::sample::select(MediaType::ALL.to_vec())) {
+            if validate_index_suffix(media, &suffix).is_ok() {
+                prop_assert!(es_accepts_index_name(&suffix));
+                prop_assert!(es_accepts_index_name(&index_name(media, &suffix)));
+                prop_assert!(es_accepts_index_name(&filtered_index_name(media, &suffix)));
+            }
+        }
+
+        #[test]
+        fn well_formed_suffixes_are_accepted(suffix in "[a-z0-9][a-z0-9_-]{0,200}") {
+            prop_assume!(!suffix.ends_with("filtered"));
+            prop_assert!(validate_index_suffix(MediaType::Image, &suffix).is_ok());
+        }
+
+        #[test]
+        fn forbidden_characters_are_rejected(
+            prefix in "[a-z0-9]{1,20}",
+            bad in prop::sample::select(vec!['\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#', ':', '.', '\t', '\n']),
+            rest in "[a-z0-9_-]{0,20}",
+        ) {
+            let suffix = format!("{prefix}{bad}{rest}");
+            prop_assert!(validate_index_suffix(MediaType::Audio, &suffix).is_err());
+        }
+
+        #[test]
+        fn uppercase_is_rejected(prefix in "[a-z0-9_-]{0,20}", upper in "[A-Z]", rest in "\\PC{0,20}") {
+            let suffix = format!("a{prefix}{upper}{rest}");
+            prop_assert!(validate_index_suffix(MediaType::Image, &suffix).is_err());
+        }
+
+        #[test]
+        fn any_json_object_either_validates_or_names_a_problem(
+            suffix in proptest::option::of("\\PC{0,40}"),
+            pct in proptest::option::of(-50.0f64..150.0),
+            limit in proptest::option::of(0u64..1000),
+        ) {
+            let mut input = json!({"media_type": "image", "environment": "staging"});
+            if let Some(s) = &suffix { input["index_suffix"] = json!(s); }
+            if let Some(p) = pct { input["max_record_drop_pct"] = json!(p); }
+            if let Some(l) = limit { input["row_limit"] = json!(l); }
+            match validate(input) {
+                Ok(params) => {
+                    prop_assert!(params.check().is_ok());
+                    prop_assert!(es_accepts_index_name(&params.new_filtered_index));
+                }
+                Err(e) => prop_assert_eq!(e.kind, ErrorKind::InvalidInput),
+            }
+        }
+    }
+}

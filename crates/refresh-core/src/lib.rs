@@ -9,6 +9,7 @@ pub mod config;
 pub mod document;
 pub mod error;
 pub mod es;
+pub mod guard;
 pub mod input;
 pub mod media;
 pub mod pg;

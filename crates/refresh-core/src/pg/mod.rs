@@ -1,1 +1,7 @@
-//! (to be written: PostgreSQL-side helper)
+//! PostgreSQL side of the refresh: connecting, copying, tag filtering, constraints, promotion.
+
+pub mod connect;
+pub mod copy;
+pub mod counts;
+pub mod filter;
+pub mod promote;
