@@ -1,0 +1,197 @@
+//! Validation of `POST /task` bodies: pure, so every refusal is unit-tested.
+
+use refresh_core::media::MediaType;
+use serde::Deserialize;
+
+use crate::tasks::TaskSpec;
+
+/// The body today's callers send. Unknown extra fields are ignored for compatibility.
+#[derive(Debug, Deserialize)]
+pub struct TaskRequest {
+    pub model_name: String,
+    pub table_name: String,
+    pub target_index: String,
+    pub start_id: i64,
+    pub end_id: i64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RequestError {
+    #[error("request body is not a valid task: {0}")]
+    Malformed(String),
+    #[error("model_name {0:?} is not a media type: expected \"image\" or \"audio\"")]
+    UnknownModel(String),
+    #[error("table_name {0:?} is not a temp table: expected \"temp_import_image\" or \"temp_import_audio\"")]
+    UnknownTable(String),
+    #[error("table_name {table:?} does not belong to model_name {model:?}: expected {expected:?}")]
+    TableModelMismatch {
+        table: String,
+        model: String,
+        expected: &'static str,
+    },
+    #[error("start_id {start_id} is greater than end_id {end_id}")]
+    EmptyRange { start_id: i64, end_id: i64 },
+    #[error("target_index is not valid: {reason}")]
+    BadIndexName { index: String, reason: String },
+    #[error("target_index {index:?} is not an index of model {model:?}: it must start with \"{model}-\"")]
+    IndexModelMismatch { index: String, model: String },
+}
+
+/// Parses and validates a `POST /task` body.
+pub fn parse_task_request(body: &[u8]) -> Result<TaskSpec, RequestError> {
+    let request: TaskRequest =
+        serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
+    validate(request)
+}
+
+pub fn validate(request: TaskRequest) -> Result<TaskSpec, RequestError> {
+    let media: MediaType = request
+        .model_name
+        .parse()
+        .map_err(|_| RequestError::UnknownModel(request.model_name.clone()))?;
+    let table_media = MediaType::from_temp_table(&request.table_name)
+        .ok_or_else(|| RequestError::UnknownTable(request.table_name.clone()))?;
+    if table_media != media {
+        return Err(RequestError::TableModelMismatch {
+            table: request.table_name,
+            model: request.model_name,
+            expected: media.temp_table(),
+        });
+    }
+    if request.start_id > request.end_id {
+        return Err(RequestError::EmptyRange {
+            start_id: request.start_id,
+            end_id: request.end_id,
+        });
+    }
+    validate_index_name(&request.target_index).map_err(|reason| RequestError::BadIndexName {
+        index: request.target_index.clone(),
+        reason,
+    })?;
+    if !request.target_index.starts_with(&format!("{media}-")) {
+        return Err(RequestError::IndexModelMismatch {
+            index: request.target_index,
+            model: request.model_name,
+        });
+    }
+    Ok(TaskSpec {
+        media,
+        target_index: request.target_index,
+        start_id: request.start_id,
+        end_id: request.end_id,
+    })
+}
+
+/// Index names Elasticsearch accepts *and* that cannot address several indices (no
+/// wildcards, commas, `_all`): the project-wide rule of `refresh_core::es`. A refused name
+/// would make every bulk item fail, so it is refused up front.
+pub fn validate_index_name(name: &str) -> Result<(), String> {
+    refresh_core::es::validate_index_name(name).map_err(|e| e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn body(model: &str, table: &str, index: &str, start: i64, end: i64) -> Vec<u8> {
+        serde_json::json!({"model_name": model, "table_name": table, "target_index": index, "start_id": start, "end_id": end})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn accepts_a_valid_request_and_ignores_extra_fields() {
+        let spec =
+            parse_task_request(&body("audio", "temp_import_audio", "audio-init", 1, 1)).unwrap();
+        assert_eq!(
+            spec,
+            TaskSpec {
+                media: MediaType::Audio,
+                target_index: "audio-init".into(),
+                start_id: 1,
+                end_id: 1
+            }
+        );
+        let extra = br#"{"model_name":"image","table_name":"temp_import_image","target_index":"image-20240101000000","start_id":0,"end_id":9,"x":1}"#;
+        assert!(parse_task_request(extra).is_ok());
+    }
+
+    #[test]
+    fn refuses_each_bad_input_by_name() {
+        assert!(matches!(
+            parse_task_request(b"{not json"),
+            Err(RequestError::Malformed(_))
+        ));
+        assert!(
+            matches!(parse_task_request(br#"{"model_name":"image"}"#), Err(RequestError::Malformed(m)) if m.contains("table_name"))
+        );
+        assert!(matches!(
+            parse_task_request(br#"{"model_name":"image","table_name":"temp_import_image","target_index":"image-x","start_id":"1","end_id":2}"#),
+            Err(RequestError::Malformed(_))
+        ));
+        assert_eq!(
+            parse_task_request(&body("video", "temp_import_image", "image-x", 1, 2)),
+            Err(RequestError::UnknownModel("video".into()))
+        );
+        assert_eq!(
+            parse_task_request(&body("image", "image", "image-x", 1, 2)),
+            Err(RequestError::UnknownTable("image".into()))
+        );
+        assert!(matches!(
+            parse_task_request(&body("image", "temp_import_audio", "image-x", 1, 2)),
+            Err(RequestError::TableModelMismatch { .. })
+        ));
+        assert_eq!(
+            parse_task_request(&body("image", "temp_import_image", "image-x", 5, 4)),
+            Err(RequestError::EmptyRange {
+                start_id: 5,
+                end_id: 4
+            })
+        );
+        assert!(matches!(
+            parse_task_request(&body("image", "temp_import_image", "Image-X", 1, 2)),
+            Err(RequestError::BadIndexName { .. })
+        ));
+        assert!(matches!(
+            parse_task_request(&body("image", "temp_import_image", "audio-x", 1, 2)),
+            Err(RequestError::IndexModelMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn index_name_rules() {
+        for bad in [
+            "", ".", "..", "-a", "_a", "+a", "A", "a b", "a,b", "a#b", "a:b", "a/b", "a*", "a?",
+            "a\"", "a<", "a>", "a|", "a\\b", "_all", ".hidden",
+        ] {
+            assert!(validate_index_name(bad).is_err(), "{bad:?} must be refused");
+        }
+        assert!(validate_index_name(&"a".repeat(256)).is_err());
+        assert!(validate_index_name(&"a".repeat(255)).is_ok());
+        for good in ["image-init", "audio-20240101000000", "image-a.b_c+d"] {
+            assert!(
+                validate_index_name(good).is_ok(),
+                "{good:?} must be accepted"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn valid_suffixes_are_accepted(suffix in "[a-z0-9][a-z0-9_-]{0,40}", start in 0i64..1_000_000, len in 0i64..1_000_000) {
+            let index = format!("image-{suffix}");
+            let spec = parse_task_request(&body("image", "temp_import_image", &index, start, start + len)).unwrap();
+            prop_assert_eq!(spec.target_index, index);
+        }
+
+        #[test]
+        fn any_refused_index_name_is_never_started(name in "\\PC{0,20}") {
+            let result = parse_task_request(&body("image", "temp_import_image", &name, 1, 2));
+            if validate_index_name(&name).is_err() {
+                let refused = matches!(result, Err(RequestError::BadIndexName { .. }));
+                prop_assert!(refused);
+            }
+        }
+    }
+}

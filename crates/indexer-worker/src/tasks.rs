@@ -1,0 +1,350 @@
+//! In-memory registry of reindex tasks and the status JSON the API returns.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use refresh_core::media::MediaType;
+use serde::Serialize;
+
+/// How many item errors a status keeps (the counts cover all of them).
+pub const MAX_FIRST_ERRORS: usize = 10;
+
+/// A validated reindex request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSpec {
+    pub media: MediaType,
+    pub target_index: String,
+    pub start_id: i64,
+    pub end_id: i64,
+}
+
+/// Counters the pipeline updates while it runs; read lock-free by status requests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub rows_total: AtomicU64,
+    pub indexed: AtomicU64,
+    pub skipped: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+impl Counters {
+    pub fn add_indexed(&self, n: u64) {
+        self.indexed.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn add_skipped(&self, n: u64) {
+        self.skipped.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn add_failed(&self, n: u64) {
+        self.failed.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn rows_processed(&self) -> u64 {
+        self.indexed.load(Ordering::Relaxed)
+            + self.skipped.load(Ordering::Relaxed)
+            + self.failed.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    finished: Option<(DateTime<Utc>, Instant)>,
+    error: Option<String>,
+    first_errors: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Task {
+    pub id: String,
+    pub spec: TaskSpec,
+    pub counters: Counters,
+    start_time: DateTime<Utc>,
+    started: Instant,
+    outcome: Mutex<Outcome>,
+}
+
+impl Task {
+    fn outcome(&self) -> MutexGuard<'_, Outcome> {
+        // A panic while holding this lock cannot leave the outcome half-written in a way
+        // that matters more than losing the status, so recover the guard.
+        self.outcome
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.outcome().finished.is_none()
+    }
+
+    /// Keeps the first few item errors for the status; the failed counter counts all.
+    pub fn record_error(&self, message: String) {
+        let mut outcome = self.outcome();
+        if outcome.first_errors.len() < MAX_FIRST_ERRORS {
+            outcome.first_errors.push(message);
+        }
+    }
+
+    /// Marks the task finished; `error` is `None` only when every row was indexed or skipped.
+    pub fn finish(&self, error: Option<String>) {
+        let mut outcome = self.outcome();
+        if outcome.finished.is_none() {
+            outcome.finished = Some((Utc::now(), Instant::now()));
+            outcome.error = error;
+        }
+    }
+
+    pub fn status(&self) -> TaskStatus {
+        let outcome = self.outcome();
+        let rows_total = self.counters.rows_total.load(Ordering::Relaxed);
+        let indexed = self.counters.indexed.load(Ordering::Relaxed);
+        let skipped = self.counters.skipped.load(Ordering::Relaxed);
+        let failed = self.counters.failed.load(Ordering::Relaxed);
+        let rows_processed = indexed + skipped + failed;
+        let end = outcome
+            .finished
+            .map(|(_, at)| at)
+            .unwrap_or_else(Instant::now);
+        let elapsed = end.duration_since(self.started).as_secs_f64();
+        TaskStatus {
+            task_id: self.id.clone(),
+            active: outcome.finished.is_none(),
+            model: self.spec.media.as_str(),
+            target_index: self.spec.target_index.clone(),
+            table_name: self.spec.media.temp_table(),
+            start_id: self.spec.start_id,
+            end_id: self.spec.end_id,
+            progress: progress_percent(
+                rows_processed,
+                rows_total,
+                outcome.finished.is_some() && outcome.error.is_none(),
+            ),
+            rows_total,
+            rows_processed,
+            indexed,
+            skipped,
+            failed,
+            rows_per_second: if elapsed > 0.0 {
+                (rows_processed as f64 / elapsed * 10.0).round() / 10.0
+            } else {
+                0.0
+            },
+            start_time: self.start_time.to_rfc3339_opts(SecondsFormat::Millis, true),
+            finish_time: outcome
+                .finished
+                .map(|(at, _)| at.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            error: outcome.error.clone(),
+            first_errors: outcome.first_errors.clone(),
+        }
+    }
+}
+
+/// Progress in percent (0–100, one decimal) of rows settled (indexed, skipped or failed).
+/// Only a task that succeeded reports 100: a failed one stays below even when every row
+/// was settled, so no caller can mistake it for a complete index.
+pub fn progress_percent(rows_processed: u64, rows_total: u64, succeeded: bool) -> f64 {
+    if succeeded {
+        return 100.0;
+    }
+    if rows_total == 0 {
+        return 0.0;
+    }
+    let pct = (rows_processed as f64 / rows_total as f64 * 1000.0).floor() / 10.0;
+    pct.min(99.9)
+}
+
+/// `GET /task/{id}` (docs/ARCHITECTURE.md, "Indexer worker HTTP API").
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TaskStatus {
+    pub task_id: String,
+    pub active: bool,
+    pub model: &'static str,
+    pub target_index: String,
+    pub table_name: &'static str,
+    pub start_id: i64,
+    pub end_id: i64,
+    pub progress: f64,
+    pub rows_total: u64,
+    pub rows_processed: u64,
+    pub indexed: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub rows_per_second: f64,
+    pub start_time: String,
+    pub finish_time: Option<String>,
+    pub error: Option<String>,
+    pub first_errors: Vec<String>,
+}
+
+/// All tasks of this worker, oldest first, and when the worker was last busy.
+#[derive(Debug)]
+pub struct TaskRegistry {
+    inner: Mutex<RegistryInner>,
+}
+
+#[derive(Debug)]
+struct RegistryInner {
+    tasks: Vec<Arc<Task>>,
+    last_activity: Instant,
+}
+
+impl Default for TaskRegistry {
+    fn default() -> Self {
+        TaskRegistry {
+            inner: Mutex::new(RegistryInner {
+                tasks: Vec::new(),
+                last_activity: Instant::now(),
+            }),
+        }
+    }
+}
+
+/// What `TaskRegistry::start` decided.
+pub enum Started {
+    New(Arc<Task>),
+    /// The same range is already running (a caller retried its POST): reuse it.
+    Existing(Arc<Task>),
+    /// Another range is running; one worker runs one range at a time so memory stays bounded.
+    Busy(Arc<Task>),
+}
+
+impl TaskRegistry {
+    fn inner(&self) -> MutexGuard<'_, RegistryInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn start(&self, spec: TaskSpec) -> Started {
+        let mut inner = self.inner();
+        inner.last_activity = Instant::now();
+        if let Some(active) = inner.tasks.iter().find(|t| t.is_active()) {
+            return if active.spec == spec {
+                Started::Existing(active.clone())
+            } else {
+                Started::Busy(active.clone())
+            };
+        }
+        let task = Arc::new(Task {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            spec,
+            counters: Counters::default(),
+            start_time: Utc::now(),
+            started: Instant::now(),
+            outcome: Mutex::new(Outcome::default()),
+        });
+        inner.tasks.push(task.clone());
+        Started::New(task)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Task>> {
+        self.inner().tasks.iter().find(|t| t.id == id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Task>> {
+        self.inner().tasks.clone()
+    }
+
+    pub fn any_active(&self) -> bool {
+        self.inner().tasks.iter().any(|t| t.is_active())
+    }
+
+    /// Called when a task ends, so idle time counts from then.
+    pub fn touch(&self) {
+        self.inner().last_activity = Instant::now();
+    }
+
+    /// How long the worker has had no running task (zero while one runs).
+    pub fn idle_for(&self) -> std::time::Duration {
+        let inner = self.inner();
+        if inner.tasks.iter().any(|t| t.is_active()) {
+            std::time::Duration::ZERO
+        } else {
+            inner.last_activity.elapsed()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn spec(start_id: i64) -> TaskSpec {
+        TaskSpec {
+            media: MediaType::Image,
+            target_index: "image-x".into(),
+            start_id,
+            end_id: start_id + 10,
+        }
+    }
+
+    #[test]
+    fn only_success_reports_100() {
+        assert_eq!(progress_percent(10, 10, true), 100.0);
+        assert_eq!(progress_percent(10, 10, false), 99.9);
+        assert_eq!(progress_percent(0, 0, false), 0.0);
+        assert_eq!(progress_percent(0, 0, true), 100.0);
+        assert_eq!(progress_percent(1, 3, false), 33.3);
+    }
+
+    proptest! {
+        #[test]
+        fn progress_is_bounded_and_monotonic(total in 1u64..10_000_000, a in 0u64..10_000_000, b in 0u64..10_000_000) {
+            let (lo, hi) = if a <= b { (a.min(total), b.min(total)) } else { (b.min(total), a.min(total)) };
+            let p_lo = progress_percent(lo, total, false);
+            let p_hi = progress_percent(hi, total, false);
+            prop_assert!((0.0..100.0).contains(&p_lo));
+            prop_assert!(p_lo <= p_hi);
+        }
+    }
+
+    #[test]
+    fn one_range_at_a_time_and_retried_post_reuses_task() {
+        let reg = TaskRegistry::default();
+        let Started::New(first) = reg.start(spec(1)) else {
+            panic!("first start must create a task")
+        };
+        assert!(matches!(reg.start(spec(1)), Started::Existing(t) if t.id == first.id));
+        assert!(matches!(reg.start(spec(100)), Started::Busy(t) if t.id == first.id));
+        first.finish(None);
+        assert!(matches!(reg.start(spec(100)), Started::New(t) if t.id != first.id));
+        assert_eq!(reg.all().len(), 2);
+        assert_eq!(
+            reg.get(&first.id).map(|t| t.id.clone()),
+            Some(first.id.clone())
+        );
+        assert!(reg.get("nope").is_none());
+    }
+
+    #[test]
+    fn status_reports_counts_and_keeps_first_errors_only() {
+        let reg = TaskRegistry::default();
+        let Started::New(task) = reg.start(spec(1)) else {
+            panic!()
+        };
+        task.counters.rows_total.store(10, Ordering::Relaxed);
+        task.counters.add_indexed(6);
+        task.counters.add_skipped(2);
+        task.counters.add_failed(2);
+        for i in 0..(MAX_FIRST_ERRORS + 5) {
+            task.record_error(format!("e{i}"));
+        }
+        let running = task.status();
+        assert!(running.active);
+        assert_eq!(running.finish_time, None);
+        task.finish(Some("2 documents could not be indexed".into()));
+        task.finish(None); // first outcome wins
+        let s = task.status();
+        assert!(!s.active);
+        assert_eq!(
+            (s.rows_processed, s.indexed, s.skipped, s.failed),
+            (10, 6, 2, 2)
+        );
+        assert_eq!(s.progress, 99.9);
+        assert_eq!(s.error.as_deref(), Some("2 documents could not be indexed"));
+        assert_eq!(s.first_errors.len(), MAX_FIRST_ERRORS);
+        assert!(s.finish_time.is_some());
+        assert_eq!(s.table_name, "temp_import_image");
+        assert_eq!(task.id.len(), 32);
+    }
+}
