@@ -31,6 +31,8 @@ LS_ROOT=$DATA_DIR/localstack
 # file each, so that `down` or the next start can kill them after LocalStack died hard.
 PROCS_DIR=$DATA_DIR/procs
 EC2_DIR=$DATA_DIR/ec2
+# What an instance's user data finds on its PATH besides the system's (the AWS CLI).
+INSTANCE_BIN=$LOCAL_DIR/instance-bin
 ENV_FILE=$LOCAL_DIR/env
 # Hash-checked wheels and sdists, kept outside the clone: a warm start installs offline.
 # (pip's own cache does not keep the registry's files on this kind of machine.)

@@ -43,8 +43,8 @@ if [ -n "$WORKER_BINARY" ]; then
   BINARY="$WORKER_BINARY"
 else
   [ -n "$WORKER_ARTIFACT" ] || { log "WORKER_ARTIFACT is not set"; exit 1; }
-  mkdir -p /opt/indexer-worker
-  BINARY=/opt/indexer-worker/indexer-worker
+  # A fresh folder per boot: instances emulated on one host never share the file.
+  BINARY=$(mktemp -d /tmp/indexer-worker.XXXXXX)/indexer-worker
   aws s3 cp --only-show-errors "$WORKER_ARTIFACT" "$BINARY"
   if [ -n "$WORKER_SHA256" ]; then
     echo "$WORKER_SHA256  $BINARY" | sha256sum -c --quiet - || { log "checksum mismatch for $WORKER_ARTIFACT"; exit 1; }

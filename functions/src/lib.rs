@@ -20,6 +20,8 @@
 
 pub mod ec2;
 pub mod sfn;
+pub mod steps;
+pub mod worker_client;
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use refresh_core::config::{vars, ProcessEnv, StepConfig};

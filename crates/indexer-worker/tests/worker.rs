@@ -225,16 +225,20 @@ fn check_document(media: &str, row: &tokio_postgres::Row, source: &Value) {
             Value::String(s) => vec![s.to_lowercase()],
             _ => vec![],
         };
-        if alt_types.is_empty() {
+        let mut distinct_alt_types: Vec<String> = Vec::new();
+        for t in alt_types.into_iter().filter(|t| !t.is_empty()) {
+            if !distinct_alt_types.contains(&t) {
+                distinct_alt_types.push(t);
+            }
+        }
+        if distinct_alt_types.is_empty() {
             let expected: Vec<String> = filetype.iter().map(|f| f.to_lowercase()).collect();
             assert_eq!(extensions, expected, "id {id}: extension from filetype");
         } else {
-            for t in &alt_types {
-                assert!(
-                    extensions.contains(t),
-                    "id {id}: extension {extensions:?} lacks alt file type {t}"
-                );
-            }
+            assert_eq!(
+                extensions, distinct_alt_types,
+                "id {id}: extension from alt_files"
+            );
         }
     }
 }

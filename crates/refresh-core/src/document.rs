@@ -454,8 +454,8 @@ pub fn url_extension(url: &str) -> Option<String> {
     Some(extension.to_lowercase())
 }
 
-/// Audio extensions: the main `filetype` and every `alt_files[].filetype`, lower-cased,
-/// without duplicates, main file first.
+/// Audio extensions (DESIGN §4): the `alt_files[].filetype`s, lower-cased and without
+/// duplicates; when there are none, the main `filetype`.
 pub fn audio_extensions<'a>(
     filetype: Option<&'a str>,
     alt_files: Option<&'a Value>,
@@ -464,22 +464,25 @@ pub fn audio_extensions<'a>(
         Some(Value::Array(files)) => files.as_slice(),
         _ => &[],
     };
-    let mut extensions: Vec<Cow<'a, str>> = Vec::with_capacity(1 + alt.len());
-    let candidates = filetype.into_iter().chain(
+    let mut extensions = distinct_lowercase(
         alt.iter()
             .filter_map(|f| f.get("filetype").and_then(Value::as_str)),
     );
-    for candidate in candidates {
-        let candidate = candidate.trim();
-        if candidate.is_empty() {
-            continue;
-        }
-        let candidate = lowercase(candidate);
-        if !extensions.contains(&candidate) {
-            extensions.push(candidate);
-        }
+    if extensions.is_empty() {
+        extensions = distinct_lowercase(filetype.into_iter());
     }
     extensions
+}
+
+fn distinct_lowercase<'a>(candidates: impl Iterator<Item = &'a str>) -> Vec<Cow<'a, str>> {
+    let mut distinct: Vec<Cow<'a, str>> = Vec::new();
+    for candidate in candidates.map(str::trim).filter(|c| !c.is_empty()) {
+        let candidate = lowercase(candidate);
+        if !distinct.contains(&candidate) {
+            distinct.push(candidate);
+        }
+    }
+    distinct
 }
 
 fn lowercase(s: &str) -> Cow<'_, str> {
@@ -575,7 +578,7 @@ mod tests {
         let value = serde_json::to_value(to_document(MediaType::Audio, &row).unwrap()).unwrap();
         assert_eq!(value["length"], "short");
         assert_eq!(value["filetype"], "mp3");
-        assert_eq!(value["extension"], json!(["mp3", "ogg"]));
+        assert_eq!(value["extension"], json!(["ogg", "mp3"]));
         assert_eq!(value["license"], "cc0");
         // No popularity, no authority: both bounds fall back to 1.
         assert!(value.get("standardized_popularity").is_none());
@@ -804,13 +807,14 @@ mod tests {
     }
 
     #[test]
-    fn audio_extensions_merge_main_and_alt_files() {
-        let alt = json!([{"filetype": "OGG"}, {"filetype": "mp3"}, {"url": "x"}, {"filetype": ""}, {"filetype": 5}]);
-        assert_eq!(
-            audio_extensions(Some("mp3"), Some(&alt)),
-            vec!["mp3", "ogg"]
-        );
+    fn audio_extensions_come_from_alt_files_else_filetype() {
+        let alt = json!([{"filetype": "OGG"}, {"filetype": "mp3"}, {"url": "x"}, {"filetype": ""}, {"filetype": 5}, {"filetype": "ogg"}]);
+        assert_eq!(audio_extensions(Some("wav"), Some(&alt)), vec!["ogg", "mp3"]);
         assert_eq!(audio_extensions(None, Some(&alt)), vec!["ogg", "mp3"]);
+        assert_eq!(
+            audio_extensions(Some("WAV"), Some(&json!([{"filetype": ""}]))),
+            vec!["wav"]
+        );
         assert_eq!(audio_extensions(Some("wav"), None), vec!["wav"]);
         assert_eq!(
             audio_extensions(Some("wav"), Some(&json!({"filetype": "x"}))),

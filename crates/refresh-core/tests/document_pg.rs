@@ -270,7 +270,7 @@ async fn audio_rows_carry_duration_and_alt_files() {
     assert_eq!(rows[0].width, None);
     let doc = serde_json::to_value(to_document(MediaType::Audio, &rows[0]).unwrap()).unwrap();
     assert_eq!(doc["length"], "medium");
-    assert_eq!(doc["extension"], json!(["mp3", "ogg"]));
+    assert_eq!(doc["extension"], json!(["ogg"]));
     assert_eq!(doc["filetype"], "mp3");
     assert_eq!(doc["mature"], false);
     assert!(doc.get("description").is_none());

@@ -104,7 +104,7 @@ pub fn fdw_server_name(media: MediaType) -> &'static str {
     }
 }
 
-fn temp_sequence_name(media: MediaType) -> &'static str {
+pub fn temp_sequence_name(media: MediaType) -> &'static str {
     match media {
         MediaType::Image => "temp_import_image_id_seq",
         MediaType::Audio => "temp_import_audio_id_seq",

@@ -79,3 +79,43 @@ pub async fn rows_by_source(
         })
         .collect())
 }
+
+/// Smallest and largest `id` of a table; `None` when it is empty. A missing table is an
+/// `InvalidState` (the reindex has nothing to read: the copy did not run or was cleaned up).
+pub async fn id_span(
+    client: &impl GenericClient,
+    media: MediaType,
+    which: MediaTable,
+) -> Result<Option<(i64, i64)>, StepError> {
+    let table = which.name(media);
+    if !table_exists(client, media, which).await? {
+        return Err(StepError::invalid_state(format!(
+            "table {table} does not exist: run the copy first (or start without skip_copy)"
+        )));
+    }
+    let row = client
+        .query_one(
+            &format!("SELECT min(id)::bigint, max(id)::bigint FROM {}", quote_ident(table)),
+            &[],
+        )
+        .await
+        .map_err(|e| db_error(&format!("reading the id span of {table}"), e))?;
+    let (min, max): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+    Ok(min.zip(max))
+}
+
+/// Drops the temp table (and the id sequence the copy made for it). Idempotent; never
+/// touches the live table.
+pub async fn drop_temp_table(client: &impl GenericClient, media: MediaType) -> Result<bool, StepError> {
+    let table = MediaTable::Temp.name(media);
+    let existed = table_exists(client, media, MediaTable::Temp).await?;
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {} CASCADE; DROP SEQUENCE IF EXISTS {}",
+            quote_ident(table),
+            quote_ident(crate::pg::copy::temp_sequence_name(media))
+        ))
+        .await
+        .map_err(|e| db_error(&format!("dropping {table}"), e))?;
+    Ok(existed)
+}

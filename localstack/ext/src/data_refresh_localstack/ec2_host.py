@@ -109,10 +109,16 @@ def _command(scripts: list[Path]) -> list[str]:
     return ["bash", "-c", " && ".join(one(path) for path in scripts)]
 
 
+def _instance_path() -> str:
+    # Tools an AMI would carry (the AWS CLI for user data) come from a folder `up` fills.
+    extra = os.environ.get("DATA_REFRESH_EC2_EXTRA_PATH", "")
+    return f"{extra}:{CLEAN_PATH}" if extra else CLEAN_PATH
+
+
 def _environment(instance_id: str, ip: str, region: str) -> dict[str, str]:
     endpoint = f"http://127.0.0.1:{config.GATEWAY_LISTEN[0].port}"
     env = {
-        "PATH": CLEAN_PATH, "LANG": "C.UTF-8", "HOME": str(work_dir() / instance_id),
+        "PATH": _instance_path(), "LANG": "C.UTF-8", "HOME": str(work_dir() / instance_id),
         "INSTANCE_ID": instance_id, "INSTANCE_IP": ip,
         "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
         "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",

@@ -1,0 +1,544 @@
+//! cleanup: removes what a failed, aborted or timed-out run left behind.
+//!
+//! Invoked two ways:
+//! - from the data refresh machine's Catch: `{params, execution_id}`;
+//! - by EventBridge for a `Step Functions Execution Status Change` event (ABORTED, TIMED_OUT,
+//!   FAILED) of either machine: the execution never reached its own cleanup (or did, and this
+//!   run repeats it harmlessly).
+//!
+//! It never deletes an index an alias points at and never touches the live table. A run that
+//! was refused (bad input, or another run held the environment) created nothing: its event is
+//! ignored, since the temp table then belongs to the run that holds the environment. For the
+//! same reason an event's database and index cleanup is skipped while a conflicting execution
+//! is running.
+
+use crate::sfn::SfnExecutionLister;
+use crate::steps::{api_db, checked_params, secrets};
+use crate::Context;
+use chrono::DateTime;
+use refresh_core::concurrency::{
+    find_conflict, ExecutionLister, ExecutionScope, StateMachineKind, WatchedStateMachine,
+};
+use refresh_core::error::{ErrorKind, StepError, StepResult};
+use refresh_core::es::{delete_indices, indices_of_alias, SearchClient};
+use refresh_core::input::{
+    filtered_index_name, generated_suffix, index_name, validate_index_suffix, Environment,
+    RefreshParams,
+};
+use refresh_core::media::MediaType;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// The status change event's `detail-type`.
+pub const STATUS_CHANGE: &str = "Step Functions Execution Status Change";
+/// Statuses after which an execution may have left something behind.
+pub const CLEANUP_STATUSES: [&str; 3] = ["ABORTED", "TIMED_OUT", "FAILED"];
+/// The state machines' names end with these (infra/template.yaml fixes them).
+pub const REFRESH_MACHINE_SUFFIX: &str = "-data-refresh";
+pub const FILTERED_MACHINE_SUFFIX: &str = "-filtered-index";
+
+/// States a run passes before it may create anything: input preparation, validation and the
+/// concurrency check with its wait loop. A run that entered no other state was refused.
+pub const ADMISSION_STATES: [&str; 10] = [
+    "Prepare input",
+    "Add execution context",
+    "Validate input",
+    "Concurrent runs allowed?",
+    "Check concurrency",
+    "Keep waiting for the other run?",
+    "Wait for the other run to finish",
+    "Count conflict wait",
+    "Refresh refused",
+    "Rebuild refused",
+];
+
+/// Whether a run entered any state past admission (and so may have created something).
+pub fn got_past_admission<'a>(entered_states: impl IntoIterator<Item = &'a str>) -> bool {
+    entered_states
+        .into_iter()
+        .any(|name| !ADMISSION_STATES.contains(&name))
+}
+
+/// The Catch invocation: `{params, execution_id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatchCleanup {
+    #[serde(deserialize_with = "checked_params")]
+    pub params: RefreshParams,
+    pub execution_id: String,
+}
+
+/// The EventBridge event; only the fields cleanup reads.
+#[derive(Debug, Deserialize)]
+pub struct StatusChangeEvent {
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: String,
+    pub detail: StatusChangeDetail,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusChangeDetail {
+    pub execution_arn: String,
+    pub state_machine_arn: String,
+    pub status: String,
+    /// Milliseconds since the Unix epoch.
+    pub start_date: i64,
+    /// The execution input as a JSON string (absent when too large to include).
+    #[serde(default)]
+    pub input: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum CleanupRequest {
+    Catch(CatchCleanup),
+    Event(StatusChangeEvent),
+}
+
+/// An event is recognised by its `detail-type`; anything else must be the Catch shape.
+pub fn parse_cleanup_request(payload: Value) -> StepResult<CleanupRequest> {
+    if payload.get("detail-type").is_some() {
+        let event: StatusChangeEvent = crate::parse_input(payload)?;
+        if event.detail_type != STATUS_CHANGE || event.source != "aws.states" {
+            return Err(StepError::invalid_input(format!(
+                "cleanup handles {STATUS_CHANGE:?} events from aws.states, not {:?} from {:?}",
+                event.detail_type, event.source
+            )));
+        }
+        Ok(CleanupRequest::Event(event))
+    } else {
+        Ok(CleanupRequest::Catch(crate::parse_input(payload)?))
+    }
+}
+
+/// Which machine an execution belongs to, from the state machine's name.
+pub fn machine_kind(state_machine_arn: &str) -> StepResult<StateMachineKind> {
+    if state_machine_arn.ends_with(REFRESH_MACHINE_SUFFIX) {
+        Ok(StateMachineKind::Refresh)
+    } else if state_machine_arn.ends_with(FILTERED_MACHINE_SUFFIX) {
+        Ok(StateMachineKind::FilteredIndex)
+    } else {
+        Err(StepError::invalid_input(format!(
+            "detail.stateMachineArn: {state_machine_arn:?} is neither a …{REFRESH_MACHINE_SUFFIX} nor a …{FILTERED_MACHINE_SUFFIX} state machine"
+        )))
+    }
+}
+
+/// Both machines of the stack, from one of their ARNs.
+pub fn watched_machines(state_machine_arn: &str) -> StepResult<Vec<WatchedStateMachine>> {
+    let stem = state_machine_arn
+        .strip_suffix(REFRESH_MACHINE_SUFFIX)
+        .or_else(|| state_machine_arn.strip_suffix(FILTERED_MACHINE_SUFFIX))
+        .ok_or_else(|| machine_kind(state_machine_arn).unwrap_err())?;
+    Ok(vec![
+        WatchedStateMachine {
+            kind: StateMachineKind::Refresh,
+            arn: format!("{stem}{REFRESH_MACHINE_SUFFIX}"),
+        },
+        WatchedStateMachine {
+            kind: StateMachineKind::FilteredIndex,
+            arn: format!("{stem}{FILTERED_MACHINE_SUFFIX}"),
+        },
+    ])
+}
+
+/// What one cleanup removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanupPlan {
+    pub execution_arn: String,
+    pub kind: StateMachineKind,
+    pub media: MediaType,
+    pub environment: Environment,
+    /// Candidates; those an alias points at are kept.
+    pub indices: Vec<String>,
+}
+
+impl CleanupPlan {
+    /// The data refresh machine's Catch.
+    pub fn from_catch(request: &CatchCleanup) -> CleanupPlan {
+        CleanupPlan {
+            execution_arn: request.execution_id.clone(),
+            kind: StateMachineKind::Refresh,
+            media: request.params.media_type,
+            environment: request.params.environment,
+            indices: vec![
+                request.params.new_index.clone(),
+                request.params.new_filtered_index.clone(),
+            ],
+        }
+    }
+
+    /// An execution status event; `Ok(None)` when the input could not have passed validation
+    /// (so nothing was created under its names).
+    pub fn from_event(detail: &StatusChangeDetail) -> StepResult<Option<CleanupPlan>> {
+        #[derive(Deserialize)]
+        struct Scope {
+            media_type: MediaType,
+            environment: Environment,
+            #[serde(default)]
+            index_suffix: Option<String>,
+        }
+        let kind = machine_kind(&detail.state_machine_arn)?;
+        let Some(scope) = detail
+            .input
+            .as_deref()
+            .and_then(|raw| serde_json::from_str::<Scope>(raw).ok())
+        else {
+            return Ok(None);
+        };
+        let suffix = match scope.index_suffix {
+            Some(suffix) => suffix,
+            None => {
+                let started =
+                    DateTime::from_timestamp_millis(detail.start_date).ok_or_else(|| {
+                        StepError::invalid_input(format!(
+                            "detail.startDate: {} is out of range",
+                            detail.start_date
+                        ))
+                    })?;
+                generated_suffix(started)
+            }
+        };
+        if validate_index_suffix(scope.media_type, &suffix).is_err() {
+            return Ok(None);
+        }
+        let filtered = filtered_index_name(scope.media_type, &suffix);
+        let indices = match kind {
+            StateMachineKind::Refresh => vec![index_name(scope.media_type, &suffix), filtered],
+            StateMachineKind::FilteredIndex => vec![filtered],
+        };
+        Ok(Some(CleanupPlan {
+            execution_arn: detail.execution_arn.clone(),
+            kind,
+            media: scope.media_type,
+            environment: scope.environment,
+            indices,
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CleanupOutput {
+    pub terminated_instances: Vec<String>,
+    pub dropped_temp_table: bool,
+    pub dropped_fdw_server: bool,
+    pub deleted_indices: Vec<String>,
+    /// Candidates left alone because an alias points at them.
+    pub kept_indices: Vec<String>,
+    /// Why nothing (or only the workers) was cleaned, when so.
+    pub skipped: Option<String>,
+}
+
+/// Runs the cleanup for either invocation. Idempotent: a second run finds nothing to do.
+pub async fn cleanup(ctx: &Context, request: CleanupRequest) -> StepResult<CleanupOutput> {
+    match request {
+        CleanupRequest::Catch(request) => {
+            execute(ctx, &CleanupPlan::from_catch(&request), true).await
+        }
+        CleanupRequest::Event(event) => cleanup_after_event(ctx, &event.detail).await,
+    }
+}
+
+async fn cleanup_after_event(
+    ctx: &Context,
+    detail: &StatusChangeDetail,
+) -> StepResult<CleanupOutput> {
+    let skip = |why: String| {
+        tracing::info!(execution = %detail.execution_arn, reason = %why, "nothing to clean up");
+        Ok(CleanupOutput {
+            skipped: Some(why),
+            ..CleanupOutput::default()
+        })
+    };
+    if !CLEANUP_STATUSES.contains(&detail.status.as_str()) {
+        return skip(format!(
+            "execution status {} needs no cleanup",
+            detail.status
+        ));
+    }
+    let Some(plan) = CleanupPlan::from_event(detail)? else {
+        return skip("the execution input names no valid media, environment and suffix".into());
+    };
+    let sfn = aws_sdk_sfn::Client::new(&ctx.aws);
+    if !execution_got_past_admission(&sfn, &detail.execution_arn).await? {
+        return skip("the run was refused before it created anything".into());
+    }
+    // Our own workers go first: nothing else can be using them.
+    let terminated = execute_workers_only(ctx, &plan).await?;
+    // A run holding the environment now may use the same temp table (and, with a fixed
+    // suffix, the same index names): leave them to it.
+    let scope = ExecutionScope {
+        kind: plan.kind,
+        media_type: plan.media,
+        environment: plan.environment,
+    };
+    let running = SfnExecutionLister::new(sfn)
+        .list_running(&watched_machines(&detail.state_machine_arn)?)
+        .await?;
+    if let Some(other) = find_conflict(&detail.execution_arn, &scope, false, &running) {
+        return Ok(CleanupOutput {
+            skipped: Some(format!(
+                "execution {} is running in {} for {}: the temp table and indices were left to it",
+                other.arn, plan.environment, plan.media
+            )),
+            ..terminated
+        });
+    }
+    let mut output = execute(ctx, &plan, plan.kind == StateMachineKind::Refresh).await?;
+    output.terminated_instances = terminated.terminated_instances;
+    Ok(output)
+}
+
+async fn execution_got_past_admission(
+    sfn: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+) -> StepResult<bool> {
+    let mut pages = sfn
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .include_execution_data(false)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            StepError::new(
+                ErrorKind::Internal,
+                format!(
+                    "Step Functions GetExecutionHistory failed: {}",
+                    aws_sdk_sfn::error::DisplayErrorContext(&e)
+                ),
+            )
+        })?;
+        let entered = page
+            .events()
+            .iter()
+            .filter_map(|e| e.state_entered_event_details())
+            .map(|d| d.name());
+        if got_past_admission(entered) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+async fn execute_workers_only(ctx: &Context, plan: &CleanupPlan) -> StepResult<CleanupOutput> {
+    let mut output = CleanupOutput::default();
+    if plan.kind == StateMachineKind::Refresh {
+        output.terminated_instances =
+            crate::ec2::terminate_execution_instances(&ctx.ec2(), &plan.execution_arn).await?;
+    }
+    Ok(output)
+}
+
+/// Workers, then the database, then the indices; every part is tried, the first error is
+/// returned after all of them ran (a retry repeats only what is left).
+async fn execute(ctx: &Context, plan: &CleanupPlan, database: bool) -> StepResult<CleanupOutput> {
+    let mut first_error: Option<StepError> = None;
+    let mut keep = |result: StepResult<()>| {
+        if let Err(e) = result {
+            tracing::error!(error_type = e.kind.name(), error = %e.message, "cleanup part failed");
+            first_error.get_or_insert(e);
+        }
+    };
+    let mut output = execute_workers_only(ctx, plan).await.unwrap_or_else(|e| {
+        keep(Err(e));
+        CleanupOutput::default()
+    });
+    let secrets = secrets(ctx, Some(plan.environment)).await?;
+    if database {
+        keep(
+            async {
+                let api = api_db(&secrets).await?;
+                refresh_core::pg::copy::drop_fdw(&api, plan.media).await?;
+                output.dropped_fdw_server = true;
+                output.dropped_temp_table =
+                    refresh_core::pg::counts::drop_temp_table(&api, plan.media).await?;
+                Ok(())
+            }
+            .await,
+        );
+    }
+    keep(
+        async {
+            let search = SearchClient::from_secrets(&secrets)?;
+            let (deleted, kept) = delete_unaliased(&search, plan.media, &plan.indices).await?;
+            output.deleted_indices = deleted;
+            output.kept_indices = kept;
+            Ok(())
+        }
+        .await,
+    );
+    match first_error {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!(execution = %plan.execution_arn, output = ?output, "cleanup done");
+            Ok(output)
+        }
+    }
+}
+
+/// Deletes those of `candidates` that neither media alias points at; returns (deleted, kept).
+pub async fn delete_unaliased(
+    search: &SearchClient,
+    media: MediaType,
+    candidates: &[String],
+) -> StepResult<(Vec<String>, Vec<String>)> {
+    let mut aliased: BTreeSet<String> = indices_of_alias(search, media.alias())
+        .await?
+        .into_iter()
+        .collect();
+    aliased.extend(indices_of_alias(search, media.filtered_alias()).await?);
+    let (kept, to_delete): (Vec<String>, Vec<String>) = candidates
+        .iter()
+        .cloned()
+        .partition(|name| aliased.contains(name));
+    // delete_indices refuses, deleting nothing, if another alias points at any of them.
+    let deleted = delete_indices(search, &to_delete).await?.deleted;
+    Ok((deleted, kept))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(machine: &str, status: &str, input: Option<&str>) -> Value {
+        json!({
+            "version": "0", "id": "e-1", "detail-type": STATUS_CHANGE, "source": "aws.states",
+            "account": "000000000000", "time": "2026-03-02T00:10:00Z", "region": "us-east-1",
+            "resources": [format!("arn:aws:states:us-east-1:000000000000:execution:{machine}:run-1")],
+            "detail": {
+                "executionArn": format!("arn:aws:states:us-east-1:000000000000:execution:{machine}:run-1"),
+                "stateMachineArn": format!("arn:aws:states:us-east-1:000000000000:stateMachine:{machine}"),
+                "name": "run-1", "status": status,
+                "startDate": 1_772_409_845_123_i64, "stopDate": 1_772_410_000_000_i64,
+                "input": input, "inputDetails": {"included": true}, "output": null
+            }
+        })
+    }
+
+    fn plan_of(value: Value) -> Option<CleanupPlan> {
+        match parse_cleanup_request(value).unwrap() {
+            CleanupRequest::Event(e) => CleanupPlan::from_event(&e.detail).unwrap(),
+            CleanupRequest::Catch(_) => panic!("parsed as a Catch request"),
+        }
+    }
+
+    #[test]
+    fn refresh_event_without_suffix_uses_the_start_date() {
+        let plan = plan_of(event(
+            "stack-data-refresh",
+            "ABORTED",
+            Some(r#"{"media_type": "image", "environment": "staging"}"#),
+        ))
+        .unwrap();
+        // 1772409845123 ms = 2026-03-02T00:04:05.123Z, the same rule validate_input applies.
+        assert_eq!(
+            plan.indices,
+            ["image-20260302000405", "image-20260302000405-filtered"]
+        );
+        assert_eq!(plan.kind, StateMachineKind::Refresh);
+        assert_eq!(plan.environment, Environment::Staging);
+        assert!(plan
+            .execution_arn
+            .ends_with("execution:stack-data-refresh:run-1"));
+    }
+
+    #[test]
+    fn filtered_machine_event_only_names_the_filtered_index() {
+        let plan = plan_of(event(
+            "stack-filtered-index",
+            "FAILED",
+            Some(r#"{"media_type": "audio", "environment": "production", "index_suffix": "init"}"#),
+        ))
+        .unwrap();
+        assert_eq!(plan.indices, ["audio-init-filtered"]);
+        assert_eq!(plan.kind, StateMachineKind::FilteredIndex);
+    }
+
+    #[test]
+    fn input_that_cannot_have_passed_validation_plans_nothing() {
+        for input in [
+            None,
+            Some("not json"),
+            Some(r#"{"media_type": "video", "environment": "staging"}"#),
+            Some(r#"{"media_type": "image", "environment": "staging", "index_suffix": "Bad*"}"#),
+        ] {
+            assert_eq!(
+                plan_of(event("stack-data-refresh", "FAILED", input)),
+                None,
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn catch_request_uses_the_validated_names() {
+        let params = json!({
+            "media_type": "image", "environment": "staging", "index_suffix": "init",
+            "new_index": "image-init", "new_filtered_index": "image-init-filtered",
+            "temp_table": "temp_import_image", "skip_copy": false, "allow_concurrent": false,
+            "max_record_drop_pct": 10.0, "override_record_drop": false, "row_limit": 100000,
+            "worker_count": 2, "launch_template": "lt"
+        });
+        let request =
+            parse_cleanup_request(json!({"params": params, "execution_id": "arn:x:execution:m:r"}))
+                .unwrap();
+        let CleanupRequest::Catch(request) = request else {
+            panic!("not a Catch request")
+        };
+        let plan = CleanupPlan::from_catch(&request);
+        assert_eq!(plan.indices, ["image-init", "image-init-filtered"]);
+        assert_eq!(plan.execution_arn, "arn:x:execution:m:r");
+    }
+
+    #[test]
+    fn other_events_and_machines_are_refused() {
+        let mut other = event("stack-data-refresh", "FAILED", None);
+        other["detail-type"] = json!("EC2 Instance State-change Notification");
+        assert!(parse_cleanup_request(other).is_err());
+        assert!(machine_kind("arn:aws:states:r:0:stateMachine:something-else").is_err());
+        assert!(parse_cleanup_request(json!({"execution_id": "x"})).is_err());
+    }
+
+    #[test]
+    fn refused_runs_never_got_past_admission() {
+        assert!(!got_past_admission([
+            "Prepare input",
+            "Add execution context",
+            "Validate input",
+            "Concurrent runs allowed?",
+            "Check concurrency",
+            "Keep waiting for the other run?",
+            "Wait for the other run to finish",
+            "Count conflict wait",
+            "Check concurrency",
+            "Refresh refused",
+        ]));
+        assert!(!got_past_admission([]));
+        assert!(got_past_admission([
+            "Prepare input",
+            "Check concurrency",
+            "Count documents before"
+        ]));
+        assert!(got_past_admission([
+            "Validate input",
+            "Create filtered index"
+        ]));
+    }
+
+    #[test]
+    fn sibling_machines_are_derived_from_either_arn() {
+        let from_refresh =
+            watched_machines("arn:aws:states:r:0:stateMachine:st-data-refresh").unwrap();
+        let from_filtered =
+            watched_machines("arn:aws:states:r:0:stateMachine:st-filtered-index").unwrap();
+        assert_eq!(from_refresh, from_filtered);
+        assert_eq!(
+            from_refresh[1].arn,
+            "arn:aws:states:r:0:stateMachine:st-filtered-index"
+        );
+    }
+}

@@ -1,0 +1,465 @@
+//! HTTP client for the indexer worker (docs/ARCHITECTURE.md "Indexer worker HTTP API"), used by
+//! check_worker, start_reindex_task and get_reindex_task.
+//!
+//! The bearer token is sent on every call but `/healthcheck` and never appears in an error or
+//! a log line: messages name the worker by `ip:port` and quote only the worker's own answer.
+
+use crate::steps::runner::StepFailure;
+use refresh_core::error::{ErrorKind, StepError};
+use refresh_core::input::RefreshParams;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A booting worker must not hold the health check for long: the state machine polls again.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// A status poll survives this many network blips before the attempt counts as failed.
+const STATUS_ATTEMPTS: u32 = 3;
+const STATUS_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// Longest piece of a worker answer quoted in an error.
+const MAX_QUOTED_CHARS: usize = 500;
+
+/// `POST /task` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRequest {
+    pub model_name: String,
+    pub table_name: String,
+    pub target_index: String,
+    pub start_id: i64,
+    pub end_id: i64,
+}
+
+impl TaskRequest {
+    /// Index rows `start_id..=end_id` of the temp table into the new index.
+    pub fn for_range(params: &RefreshParams, start_id: i64, end_id: i64) -> TaskRequest {
+        TaskRequest {
+            model_name: params.media_type.as_str().to_string(),
+            table_name: params.temp_table.clone(),
+            target_index: params.new_index.clone(),
+            start_id,
+            end_id,
+        }
+    }
+}
+
+/// `POST /task` answer (202).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStarted {
+    pub message: String,
+    pub task_id: String,
+    pub status_check: String,
+}
+
+/// `GET /task/{id}` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerTaskStatus {
+    pub task_id: String,
+    pub active: bool,
+    pub model: String,
+    pub target_index: String,
+    pub table_name: String,
+    pub start_id: i64,
+    pub end_id: i64,
+    pub progress: f64,
+    pub rows_total: u64,
+    pub rows_processed: u64,
+    pub indexed: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub rows_per_second: f64,
+    pub start_time: String,
+    pub finish_time: Option<String>,
+    pub error: Option<String>,
+    #[serde(default)]
+    pub first_errors: Vec<String>,
+}
+
+/// get_reindex_task's output: the worker's status plus `done`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskProgress {
+    #[serde(flatten)]
+    pub status: WorkerTaskStatus,
+    pub done: bool,
+}
+
+/// Whether the task is done. A task of another range, one that ended with an error, or one
+/// that finished with documents it could not index is a failure, never a silent success.
+pub fn evaluate(
+    status: WorkerTaskStatus,
+    expected: &TaskRequest,
+) -> Result<TaskProgress, StepFailure> {
+    if status.target_index != expected.target_index
+        || status.table_name != expected.table_name
+        || status.start_id != expected.start_id
+        || status.end_id != expected.end_id
+    {
+        return Err(StepError::invalid_state(format!(
+            "worker task {} indexes {} ids {}..={} into {}, not {} ids {}..={} into {}",
+            status.task_id,
+            status.table_name,
+            status.start_id,
+            status.end_id,
+            status.target_index,
+            expected.table_name,
+            expected.start_id,
+            expected.end_id,
+            expected.target_index
+        ))
+        .into());
+    }
+    if status.active {
+        return Ok(TaskProgress {
+            status,
+            done: false,
+        });
+    }
+    let reason = match (&status.error, status.failed) {
+        (Some(error), _) => Some(format!("ended with error: {}", quote(error))),
+        (None, failed) if failed > 0 => Some(format!("could not index {failed} documents")),
+        (None, _) => None,
+    };
+    if let Some(reason) = reason {
+        let mut message = format!(
+            "worker task {} ({} ids {}..={} into {}) {reason}; {} indexed, {} failed",
+            status.task_id,
+            status.table_name,
+            status.start_id,
+            status.end_id,
+            status.target_index,
+            status.indexed,
+            status.failed
+        );
+        if !status.first_errors.is_empty() {
+            let first: Vec<String> = status
+                .first_errors
+                .iter()
+                .take(3)
+                .map(|e| quote(e))
+                .collect();
+            message.push_str(&format!("; first errors: {}", first.join(" | ")));
+        }
+        return Err(StepFailure::worker_task_failed(message));
+    }
+    Ok(TaskProgress { status, done: true })
+}
+
+/// A client for the worker at `ip:port`.
+#[derive(Clone)]
+pub struct WorkerClient {
+    http: reqwest::Client,
+    address: SocketAddr,
+    token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for WorkerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerClient")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerClient {
+    /// `token` may be `None` only for the health check, which needs none.
+    pub fn new(ip: IpAddr, port: u16, token: Option<SecretString>) -> Result<Self, StepFailure> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            // Workers are reached on their private address only: never follow elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                StepError::new(
+                    ErrorKind::Internal,
+                    format!("building the HTTP client: {e}"),
+                )
+            })?;
+        Ok(WorkerClient {
+            http,
+            address: SocketAddr::new(ip, port),
+            token,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    fn bearer(&self) -> Result<&str, StepFailure> {
+        self.token
+            .as_ref()
+            .map(|t| t.expose_secret())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                StepError::new(
+                    ErrorKind::Configuration,
+                    "the refresh secret has an empty worker_token",
+                )
+                .into()
+            })
+    }
+
+    /// `GET /healthcheck` answered 2xx. Refused connections, timeouts and errors are `false`:
+    /// a booting worker is simply not healthy yet.
+    pub async fn is_healthy(&self) -> bool {
+        match self
+            .http
+            .get(self.url("/healthcheck"))
+            .timeout(HEALTH_TIMEOUT)
+            .send()
+            .await
+        {
+            Ok(response) if response.status().is_success() => true,
+            Ok(response) => {
+                tracing::info!(worker = %self.address, status = response.status().as_u16(), "worker not healthy yet");
+                false
+            }
+            Err(e) => {
+                tracing::info!(worker = %self.address, error = %e.without_url(), "worker not answering yet");
+                false
+            }
+        }
+    }
+
+    /// `POST /task`. A worker that does not answer, is shutting down or busy with another
+    /// range is `WorkerNotReady`.
+    pub async fn start_task(&self, request: &TaskRequest) -> Result<TaskStarted, StepFailure> {
+        let response = self
+            .http
+            .post(self.url("/task"))
+            .bearer_auth(self.bearer()?)
+            .json(request)
+            .send()
+            .await
+            .map_err(|e| {
+                StepFailure::worker_not_ready(format!(
+                    "worker {} did not take the task: {}",
+                    self.address,
+                    e.without_url()
+                ))
+            })?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            return serde_json::from_str(&body).map_err(|e| {
+                StepError::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "worker {} answered POST /task with unexpected JSON: {e}",
+                        self.address
+                    ),
+                )
+                .into()
+            });
+        }
+        Err(self.http_failure("POST /task", status, &body))
+    }
+
+    /// `GET /task/{id}`, retried a few times over network blips.
+    pub async fn task_status(&self, task_id: &str) -> Result<WorkerTaskStatus, StepFailure> {
+        check_task_id(task_id)?;
+        let url = self.url(&format!("/task/{task_id}"));
+        let mut attempt = 1;
+        loop {
+            let sent = self.http.get(&url).bearer_auth(self.bearer()?).send().await;
+            let retryable = match sent {
+                Ok(response) => {
+                    let status = response.status();
+                    let body = response.text().await.unwrap_or_default();
+                    if status.is_success() {
+                        return serde_json::from_str(&body).map_err(|e| {
+                            StepError::new(
+                                ErrorKind::Internal,
+                                format!(
+                                    "worker {} answered GET /task/{task_id} with unexpected JSON: {e}",
+                                    self.address
+                                ),
+                            )
+                            .into()
+                        });
+                    }
+                    if !status.is_server_error() {
+                        return Err(self.http_failure(
+                            &format!("GET /task/{task_id}"),
+                            status,
+                            &body,
+                        ));
+                    }
+                    format!("HTTP {}: {}", status.as_u16(), quote(&body))
+                }
+                Err(e) => e.without_url().to_string(),
+            };
+            if attempt >= STATUS_ATTEMPTS {
+                return Err(StepFailure::worker_task_failed(format!(
+                    "worker {} stopped answering about task {task_id} ({attempt} attempts): {retryable}",
+                    self.address
+                )));
+            }
+            tracing::warn!(worker = %self.address, task_id, attempt, error = %retryable, "task status poll failed; retrying");
+            tokio::time::sleep(STATUS_RETRY_DELAY * attempt).await;
+            attempt += 1;
+        }
+    }
+
+    fn http_failure(&self, call: &str, status: reqwest::StatusCode, body: &str) -> StepFailure {
+        let what = format!(
+            "worker {} answered {call} with HTTP {}: {}",
+            self.address,
+            status.as_u16(),
+            worker_message(body)
+        );
+        match status.as_u16() {
+            401 | 403 => StepError::new(
+                ErrorKind::Configuration,
+                format!("{what} (the worker refused this secret's worker_token)"),
+            )
+            .into(),
+            400 => StepError::invalid_input(what).into(),
+            404 => StepError::invalid_state(what).into(),
+            409 | 503 => StepFailure::worker_not_ready(what),
+            _ => StepError::new(ErrorKind::Internal, what).into(),
+        }
+    }
+}
+
+/// Task ids go into a URL path: the worker's ids are hex; refuse anything that could
+/// address another path.
+pub fn check_task_id(task_id: &str) -> Result<(), StepError> {
+    let ok = !task_id.is_empty()
+        && task_id.len() <= 128
+        && task_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StepError::invalid_input(format!(
+            "task_id: {:?} is not a worker task id",
+            quote(task_id)
+        )))
+    }
+}
+
+/// The `message` of a worker's JSON error answer, else the (shortened) body.
+fn worker_message(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .map(|m| quote(&m))
+        .unwrap_or_else(|| quote(body))
+}
+
+fn quote(text: &str) -> String {
+    if text.chars().count() <= MAX_QUOTED_CHARS {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(MAX_QUOTED_CHARS).collect();
+        format!("{head}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn expected() -> TaskRequest {
+        TaskRequest {
+            model_name: "image".into(),
+            table_name: "temp_import_image".into(),
+            target_index: "image-init".into(),
+            start_id: 1,
+            end_id: 500,
+        }
+    }
+
+    fn status(active: bool, error: Option<&str>, failed: u64) -> WorkerTaskStatus {
+        serde_json::from_value(json!({
+            "task_id": "abc123", "active": active, "model": "image", "target_index": "image-init",
+            "table_name": "temp_import_image", "start_id": 1, "end_id": 500, "progress": 40.0,
+            "rows_total": 500, "rows_processed": 200, "indexed": 190, "skipped": 10,
+            "failed": failed, "rows_per_second": 100.5, "start_time": "2026-03-02T00:00:00Z",
+            "finish_time": null, "error": error, "first_errors": ["doc 7: mapper_parsing_exception"]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn running_task_is_not_done_and_finished_task_is() {
+        assert!(!evaluate(status(true, None, 0), &expected()).unwrap().done);
+        let done = evaluate(status(false, None, 0), &expected()).unwrap();
+        assert!(done.done);
+        let out = serde_json::to_value(&done).unwrap();
+        assert_eq!(out["done"], json!(true));
+        assert_eq!(out["task_id"], json!("abc123"));
+        assert_eq!(out["rows_processed"], json!(200));
+    }
+
+    #[test]
+    fn task_with_error_or_failed_documents_is_worker_task_failed() {
+        let err = evaluate(status(false, Some("bulk rejected"), 3), &expected()).unwrap_err();
+        assert_eq!(err.name, "WorkerTaskFailed");
+        assert!(err.message.contains("bulk rejected"), "{}", err.message);
+        assert!(
+            err.message.contains("mapper_parsing_exception"),
+            "{}",
+            err.message
+        );
+        let err = evaluate(status(false, None, 2), &expected()).unwrap_err();
+        assert_eq!(err.name, "WorkerTaskFailed");
+        assert!(err.message.contains("2 documents"), "{}", err.message);
+    }
+
+    #[test]
+    fn task_of_another_range_is_refused() {
+        let mut other = status(false, None, 0);
+        other.end_id = 499;
+        let err = evaluate(other, &expected()).unwrap_err();
+        assert_eq!(err.name, "InvalidState");
+    }
+
+    #[test]
+    fn task_ids_cannot_escape_the_path() {
+        check_task_id("4f1c2d3e").unwrap();
+        for bad in ["", "../healthcheck", "a/b", "a?b", "a b", &"a".repeat(129)] {
+            assert!(check_task_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_unhealthy_not_an_error() {
+        // Port 1 on loopback: nothing listens there.
+        let client = WorkerClient::new("127.0.0.1".parse().unwrap(), 1, None).unwrap();
+        assert!(!client.is_healthy().await);
+    }
+
+    #[tokio::test]
+    async fn unreachable_worker_errors_never_carry_the_token() {
+        let token = "tok-very-secret-0123456789";
+        let client = WorkerClient::new(
+            "127.0.0.1".parse().unwrap(),
+            1,
+            Some(SecretString::from(token.to_string())),
+        )
+        .unwrap();
+        let err = client.start_task(&expected()).await.unwrap_err();
+        assert_eq!(err.name, "WorkerNotReady");
+        assert!(err.message.contains("127.0.0.1:1"), "{}", err.message);
+        assert!(!err.message.contains(token), "{}", err.message);
+        assert!(!format!("{client:?}").contains(token));
+    }
+
+    #[tokio::test]
+    async fn missing_token_is_a_configuration_error() {
+        let client = WorkerClient::new("127.0.0.1".parse().unwrap(), 1, None).unwrap();
+        let err = client.start_task(&expected()).await.unwrap_err();
+        assert_eq!(err.name, "ConfigurationError");
+    }
+}

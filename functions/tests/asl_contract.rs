@@ -1,0 +1,494 @@
+//! The state machines and the step binaries must agree on every JSON shape.
+//!
+//! For each Lambda Task of `statemachine/*.asl.json` this builds the payload the state machine
+//! would send (its `Parameters`, with every `$.` path replaced by a sample of what that path
+//! holds at run time) and parses it with the step's input type; and for each field the
+//! definitions read back from a step's result (`$.<ResultPath>.<field>` in Choices, later
+//! Parameters, ItemsPath), it checks the step's output has that field. A renamed field on either
+//! side fails here instead of in a live execution.
+
+use refresh_core::es::{
+    AliasPromotion, CreatedIndex, DeletedIndices, DocumentCounts, FilteredReindexStarted,
+    IndexHealth, TaskStatus,
+};
+use refresh_core::guard::DropReport;
+use refresh_core::pg::copy::CopyProgress;
+use refresh_core::pg::promote::{PromotionReport, ReapplyReport};
+use refresh_functions::parse_input;
+use refresh_functions::steps::cleanup::{parse_cleanup_request, CleanupOutput, ADMISSION_STATES};
+use refresh_functions::steps::concurrency::CheckConcurrencyInput;
+use refresh_functions::steps::report::RefreshReport;
+use refresh_functions::steps::validate::parse_validate_request;
+use refresh_functions::steps::*;
+use refresh_functions::worker_client::{TaskProgress, WorkerTaskStatus};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+const MACHINES: [(&str, &str); 2] = [
+    ("data-refresh.asl.json", "stack-data-refresh"),
+    ("filtered-index.asl.json", "stack-filtered-index"),
+];
+const ARN_PREFIX: &str = "arn:aws:states:us-east-1:000000000000";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("functions/ has a parent")
+        .to_path_buf()
+}
+
+fn load(file: &str) -> Value {
+    let path = root().join("statemachine").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every state by name, including the Map's item processor.
+fn all_states(definition: &Value) -> BTreeMap<String, Value> {
+    fn walk(states: &Map<String, Value>, found: &mut BTreeMap<String, Value>) {
+        for (name, state) in states {
+            found.insert(name.clone(), state.clone());
+            if let Some(inner) = state["ItemProcessor"]["States"].as_object() {
+                walk(inner, found);
+            }
+        }
+    }
+    let mut found = BTreeMap::new();
+    walk(
+        definition["States"].as_object().expect("States"),
+        &mut found,
+    );
+    found
+}
+
+/// `${CheckConcurrencyFunctionArn}` → `check_concurrency`.
+fn step_of(resource: &str) -> Option<String> {
+    let camel = resource.strip_prefix("${")?.strip_suffix("FunctionArn}")?;
+    let mut snake = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                snake.push('_');
+            }
+            snake.push(c.to_ascii_lowercase());
+        } else {
+            snake.push(c);
+        }
+    }
+    Some(snake)
+}
+
+fn sample_params() -> Value {
+    json!({
+        "media_type": "image", "environment": "staging", "index_suffix": "init",
+        "new_index": "image-init", "new_filtered_index": "image-init-filtered",
+        "temp_table": "temp_import_image", "skip_copy": false, "allow_concurrent": false,
+        "max_record_drop_pct": 10.0, "override_record_drop": false, "row_limit": 100000,
+        "worker_count": 2, "launch_template": "stack-indexer-worker-staging"
+    })
+}
+
+/// What a `$.` path (or intrinsic) holds at run time.
+fn sample(expression: &str, machine: &str) -> Value {
+    let counts = json!({"total": 1000, "by_source": {"flickr": 900, "met": 100}});
+    match expression {
+        "$.params" => sample_params(),
+        "$$.Execution.Id" => json!(format!("{ARN_PREFIX}:execution:{machine}:run-1")),
+        "$.params.media_type" => json!("image"),
+        "States.Format('{}-filtered', $.params.media_type)" => json!("image-filtered"),
+        "States.Array($.params.new_filtered_index)" => json!(["image-init-filtered"]),
+        "$.copy.cursor" => Value::Null,
+        "$.new_index.index" => json!("image-init"),
+        "$.filtered_index.index" => json!("image-init-filtered"),
+        "$.instance.ip" => json!("127.0.0.2"),
+        "$.range" => json!({"start_id": 1, "end_id": 500, "range_index": 0}),
+        "$.task.task_id" => json!("4f1c2d3e"),
+        "$.filtered_task.task_id" => json!("oTUltX4IQMOUUVeiohTt8A:12345"),
+        "$.before.total" => json!(1000),
+        "$.before" | "$.after" => counts,
+        "$.alias_promotion.previous_indices" | "$.filtered_alias_promotion.previous_indices" => {
+            json!(["image-20260223000000"])
+        }
+        other => panic!("no sample for {other:?}: add what it holds to this test"),
+    }
+}
+
+/// A Task's payload: `Parameters` with paths replaced by samples and `${…}` substituted.
+fn payload(parameters: &Value, machine: &str) -> Value {
+    match parameters {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| match key.strip_suffix(".$") {
+                    Some(key) => (
+                        key.to_string(),
+                        sample(value.as_str().expect("path is a string"), machine),
+                    ),
+                    None => (key.clone(), payload(value, machine)),
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| payload(v, machine)).collect()),
+        Value::String(s) if s.starts_with("${") => {
+            let name = s
+                .trim_start_matches("${")
+                .trim_end_matches("StateMachineArn}");
+            let machine = match name {
+                "DataRefresh" => "stack-data-refresh",
+                "FilteredIndex" => "stack-filtered-index",
+                other => panic!("no sample for substitution {other}"),
+            };
+            json!(format!("{ARN_PREFIX}:stateMachine:{machine}"))
+        }
+        other => other.clone(),
+    }
+}
+
+/// Parses `payload` with the step's input type, as its binary does.
+fn parse_step_input(step: &str, payload: Value) -> Result<(), String> {
+    fn p<T: serde::de::DeserializeOwned>(payload: Value) -> Result<(), String> {
+        parse_input::<T>(payload).map(|_| ()).map_err(|e| e.message)
+    }
+    match step {
+        "validate_input" => parse_validate_request(payload)
+            .map(|_| ())
+            .map_err(|e| e.message),
+        "check_concurrency" => {
+            let input: CheckConcurrencyInput = parse_input(payload).map_err(|e| e.message)?;
+            input.scope().map(|_| ()).map_err(|e| e.message)
+        }
+        "count_documents" => p::<CountDocumentsInput>(payload),
+        "copy_data" => p::<CopyDataInput>(payload),
+        "filter_tags" | "plan_ranges" | "reapply_constraints" | "promote_table" => {
+            p::<ParamsInput>(payload)
+        }
+        "create_index" => p::<CreateIndexInput>(payload),
+        "check_worker" => p::<CheckWorkerInput>(payload),
+        "start_reindex_task" => p::<StartReindexTaskInput>(payload),
+        "get_reindex_task" => p::<GetReindexTaskInput>(payload),
+        "finish_index" | "check_index_health" => p::<IndexInput>(payload),
+        "start_filtered_reindex" => p::<StartFilteredReindexInput>(payload),
+        "get_es_task" => p::<GetEsTaskInput>(payload),
+        "check_record_drop" => p::<CheckRecordDropInput>(payload),
+        "promote_alias" => {
+            let input: PromoteAliasInput = parse_input(payload).map_err(|e| e.message)?;
+            input.check().map(|_| ()).map_err(|e| e.message)
+        }
+        "delete_indices" => {
+            let input: DeleteIndicesInput = parse_input(payload).map_err(|e| e.message)?;
+            input.check().map_err(|e| e.message)
+        }
+        "report" => p::<ReportInput>(payload),
+        "cleanup" => parse_cleanup_request(payload)
+            .map(|_| ())
+            .map_err(|e| e.message),
+        other => Err(format!("no input type known for step {other}")),
+    }
+}
+
+fn keys<T: Serialize>(value: T) -> BTreeSet<String> {
+    match serde_json::to_value(value).expect("serialisable") {
+        Value::Object(map) => map.keys().cloned().collect(),
+        other => panic!("output is not an object: {other}"),
+    }
+}
+
+/// The top-level fields of each step's output.
+fn output_keys(step: &str) -> BTreeSet<String> {
+    let worker_status: WorkerTaskStatus = serde_json::from_value(json!({
+        "task_id": "t", "active": false, "model": "image", "target_index": "image-init",
+        "table_name": "temp_import_image", "start_id": 1, "end_id": 2, "progress": 100.0,
+        "rows_total": 2, "rows_processed": 2, "indexed": 2, "skipped": 0, "failed": 0,
+        "rows_per_second": 1.0, "start_time": "2026-03-02T00:00:00Z", "finish_time": null,
+        "error": null, "first_errors": []
+    }))
+    .expect("worker status sample");
+    let health = IndexHealth {
+        index: "image-init".into(),
+        status: "green".into(),
+        healthy: true,
+        active_primary_shards: 1,
+        active_shards: 1,
+        relocating_shards: 0,
+        initializing_shards: 0,
+        unassigned_shards: 0,
+        timed_out: false,
+    };
+    match step {
+        "validate_input" => keys(sample_params()),
+        "count_documents" => keys(DocumentCounts::default()),
+        "copy_data" => keys(CopyProgress {
+            cursor: None,
+            rows_copied: 0,
+            rows_scanned: 0,
+            done: true,
+        }),
+        "filter_tags" => keys(TagsFiltered { rows_changed: 0 }),
+        "create_index" => keys(CreatedIndex {
+            index: "image-init".into(),
+            created: true,
+        }),
+        "plan_ranges" => keys(plan_ranges(Some((1, 2)), 2, 1).expect("plan")),
+        "check_worker" => keys(WorkerHealth { healthy: true }),
+        "start_reindex_task" => keys(StartedTask {
+            task_id: "t".into(),
+        }),
+        "get_reindex_task" => keys(TaskProgress {
+            status: worker_status,
+            done: true,
+        }),
+        "finish_index" | "check_index_health" => keys(health),
+        "start_filtered_reindex" => keys(FilteredReindexStarted {
+            task_id: "n:1".into(),
+            terms_count: 1,
+            created_index: true,
+        }),
+        "get_es_task" => keys(TaskStatus {
+            task_id: "n:1".into(),
+            completed: true,
+            total: 1,
+            created: 1,
+            updated: 0,
+            deleted: 0,
+            version_conflicts: 0,
+            failures: 0,
+            first_failures: vec![],
+            error: None,
+        }),
+        "check_record_drop" => keys(DropReport {
+            before: 1,
+            after: 1,
+            drop_pct: 0.0,
+            overridden: false,
+        }),
+        "reapply_constraints" => keys(ReapplyReport::default()),
+        "promote_table" => keys(PromotionReport {
+            promoted: true,
+            foreign_keys_repointed: 0,
+            orphans_deleted: 0,
+            foreign_keys: vec![],
+            rows: 0,
+        }),
+        "promote_alias" => keys(AliasPromotion {
+            alias: "image".into(),
+            index: "image-init".into(),
+            previous_indices: vec![],
+        }),
+        "delete_indices" => keys(DeletedIndices {
+            deleted: vec![],
+            missing: vec![],
+        }),
+        "report" => keys(RefreshReport {
+            media_type: "image".into(),
+            environment: "staging".into(),
+            new_index: "image-init".into(),
+            total_before: 0,
+            total_after: 0,
+            delta: 0,
+            by_source: BTreeMap::new(),
+        }),
+        "cleanup" => keys(CleanupOutput::default()),
+        other => panic!("no output known for step {other}"),
+    }
+}
+
+/// Every `$.a.b` path mentioned anywhere in a state (values, intrinsics, Choice variables).
+fn referenced_paths(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("$.") {
+                // `$$.Execution…` is the context object, not the state.
+                let is_context = i > 0 && rest.as_bytes()[i - 1] == b'$';
+                let tail = &rest[i + 2..];
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                    .unwrap_or(tail.len());
+                if !is_context {
+                    out.push(tail[..end].to_string());
+                }
+                rest = &tail[end..];
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| referenced_paths(v, out)),
+        Value::Object(map) => map
+            .iter()
+            .filter(|(key, _)| key.as_str() != "Comment")
+            .for_each(|(_, v)| referenced_paths(v, out)),
+        _ => {}
+    }
+}
+
+struct LambdaTask {
+    state: String,
+    step: String,
+    payload: Value,
+    result_slot: Option<String>,
+}
+
+fn lambda_tasks(file: &str, machine: &str) -> Vec<LambdaTask> {
+    let definition = load(file);
+    let mut tasks = Vec::new();
+    for (name, state) in all_states(&definition) {
+        let Some(step) = state["Resource"].as_str().and_then(step_of) else {
+            continue;
+        };
+        let payload = match (&state["Parameters"], state["InputPath"].as_str()) {
+            (Value::Object(_), _) => payload(&state["Parameters"], machine),
+            // validate_input reads the merged execution input and context.
+            (Value::Null, Some("$.request.payload")) => json!({
+                "media_type": "image", "environment": "staging", "index_suffix": "init",
+                "execution_id": format!("{ARN_PREFIX}:execution:{machine}:run-1"),
+                "start_time": "2026-03-02T00:04:05.123Z"
+            }),
+            other => panic!("{file} {name}: unexpected input {other:?}"),
+        };
+        let result_slot = state["ResultPath"]
+            .as_str()
+            .and_then(|p| p.strip_prefix("$."))
+            .map(str::to_string);
+        tasks.push(LambdaTask {
+            state: name,
+            step,
+            payload,
+            result_slot,
+        });
+    }
+    tasks
+}
+
+#[test]
+fn every_lambda_task_payload_parses_with_its_step_input() {
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for (file, machine) in MACHINES {
+        for task in lambda_tasks(file, machine) {
+            let binary = root()
+                .join("functions/src/bin")
+                .join(format!("{}.rs", task.step));
+            if !binary.exists() {
+                problems.push(format!(
+                    "{file} \"{}\" calls {} but {} does not exist",
+                    task.state,
+                    task.step,
+                    binary.display()
+                ));
+            }
+            if let Err(e) = parse_step_input(&task.step, task.payload.clone()) {
+                problems.push(format!(
+                    "{file} \"{}\": {} refuses what the state machine sends {}: {e}",
+                    task.state, task.step, task.payload
+                ));
+            }
+            checked += 1;
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(checked >= 25, "only {checked} Lambda tasks found");
+}
+
+#[test]
+fn every_field_read_from_a_step_result_is_in_its_output() {
+    for (file, machine) in MACHINES {
+        let tasks = lambda_tasks(file, machine);
+        // Result slot → the steps writing it (Pass/SDK tasks writing the same slot excluded).
+        let mut writers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for task in &tasks {
+            if let Some(slot) = &task.result_slot {
+                writers
+                    .entry(slot.clone())
+                    .or_default()
+                    .insert(task.step.clone());
+            }
+        }
+        let definition = load(file);
+        let states = all_states(&definition);
+        let other_writers: BTreeSet<String> = states
+            .values()
+            .filter(|s| s["Resource"].as_str().and_then(step_of).is_none())
+            .filter_map(|s| {
+                s["ResultPath"]
+                    .as_str()?
+                    .strip_prefix("$.")
+                    .map(str::to_string)
+            })
+            .collect();
+        let mut paths = Vec::new();
+        for state in states.values() {
+            referenced_paths(state, &mut paths);
+        }
+        let mut checked = 0;
+        for path in paths {
+            let mut parts = path.split('.');
+            let (Some(slot), Some(field)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let Some(steps) = writers.get(slot) else {
+                continue;
+            };
+            if other_writers.contains(slot) {
+                continue;
+            }
+            for step in steps {
+                assert!(
+                    output_keys(step).contains(field),
+                    "{file} reads $.{path}, but {step}'s output has no {field:?} (it has {:?})",
+                    output_keys(step)
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 5, "{file}: only {checked} result reads checked");
+    }
+}
+
+#[test]
+fn map_items_are_the_planned_ranges() {
+    let definition = load("data-refresh.asl.json");
+    let map = &all_states(&definition)["Reindex ranges"];
+    assert_eq!(map["ItemsPath"], "$.plan.ranges");
+    assert!(output_keys("plan_ranges").contains("ranges"));
+    let item = serde_json::to_value(plan_ranges(Some((1, 9)), 9, 2).unwrap().ranges[0]).unwrap();
+    // Each item is handed to start_reindex_task as `range`.
+    let mut params = payload(
+        &json!({"ip.$": "$.instance.ip", "params.$": "$.params"}),
+        "stack-data-refresh",
+    );
+    params["range"] = item;
+    parse_step_input("start_reindex_task", params).unwrap();
+}
+
+#[test]
+fn cleanup_admission_states_exist_in_the_definitions() {
+    let mut all = BTreeSet::new();
+    for (file, _) in MACHINES {
+        all.extend(all_states(&load(file)).into_keys());
+    }
+    for name in ADMISSION_STATES {
+        assert!(
+            all.contains(name),
+            "cleanup treats {name:?} as admission, but no definition has it"
+        );
+    }
+    // Whatever follows the concurrency check creates things: it must not count as admission.
+    for (file, _) in MACHINES {
+        let states = all_states(&load(file));
+        let next = states["Check concurrency"]["Next"].as_str().unwrap();
+        assert!(!ADMISSION_STATES.contains(&next), "{file}: {next}");
+    }
+}
+
+#[test]
+fn the_contract_check_fails_on_drift() {
+    // A renamed field in what the state machine sends must be caught.
+    let mut drifted = payload(
+        &json!({"params.$": "$.params", "before": {"total.$": "$.before.total"}, "new_index.$": "$.new_index.index"}),
+        "stack-data-refresh",
+    );
+    parse_step_input("check_record_drop", drifted.clone()).unwrap();
+    drifted["new_index_name"] = drifted["new_index"].take();
+    drifted.as_object_mut().unwrap().remove("new_index");
+    assert!(parse_step_input("check_record_drop", drifted).is_err());
+    assert!(!output_keys("get_reindex_task").contains("finished"));
+}
