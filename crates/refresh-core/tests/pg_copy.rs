@@ -452,6 +452,13 @@ async fn audio_copy_replaces_audioset_and_keeps_audio_columns() {
         count(api, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'temp_import_audio' AND column_name IN ('audio_set', 'ingestion_type')").await,
         0
     );
+    // The next refresh replaces the same sets again (same unique keys) without a clash.
+    dbs.api
+        .batch_execute("DROP TABLE temp_import_audio")
+        .await
+        .unwrap();
+    run_to_done(&mut dbs.api, &fdw, &req).await;
+    assert_eq!(count(&dbs.api, "SELECT count(*) FROM audioset").await, view_rows);
     dbs.drop_all().await;
 }
 

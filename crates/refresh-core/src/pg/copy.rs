@@ -560,11 +560,15 @@ async fn finish_copy(api: &mut Client, media: MediaType) -> StepResult<()> {
             .map(|c| quote_ident(c))
             .collect::<Vec<_>>()
             .join(", ");
+        // Two statements: a DELETE in a CTE and the INSERT share one snapshot, so the
+        // INSERT would collide with the unique keys of the rows being deleted.
+        tx.execute(&format!("DELETE FROM {}", quote_ident(AUDIOSET_TABLE)), &[])
+            .await
+            .context("clearing audioset")?;
         let copied = tx
             .execute(
                 &format!(
-                    "WITH cleared AS (DELETE FROM {set}) \
-                     INSERT INTO {set} ({list}) SELECT {list} FROM {remote}",
+                    "INSERT INTO {set} ({list}) SELECT {list} FROM {remote}",
                     set = quote_ident(AUDIOSET_TABLE),
                     remote = format_args!(
                         "{}.{}",
