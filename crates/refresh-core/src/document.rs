@@ -809,7 +809,10 @@ mod tests {
     #[test]
     fn audio_extensions_come_from_alt_files_else_filetype() {
         let alt = json!([{"filetype": "OGG"}, {"filetype": "mp3"}, {"url": "x"}, {"filetype": ""}, {"filetype": 5}, {"filetype": "ogg"}]);
-        assert_eq!(audio_extensions(Some("wav"), Some(&alt)), vec!["ogg", "mp3"]);
+        assert_eq!(
+            audio_extensions(Some("wav"), Some(&alt)),
+            vec!["ogg", "mp3"]
+        );
         assert_eq!(audio_extensions(None, Some(&alt)), vec!["ogg", "mp3"]);
         assert_eq!(
             audio_extensions(Some("WAV"), Some(&json!([{"filetype": ""}]))),

@@ -52,7 +52,10 @@ pub struct StepError {
 
 impl StepError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        StepError { kind, message: message.into() }
+        StepError {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn invalid_input(message: impl Into<String>) -> Self {

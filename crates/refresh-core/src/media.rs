@@ -103,7 +103,10 @@ mod tests {
         assert_eq!(MediaType::Image.temp_table(), "temp_import_image");
         assert_eq!(MediaType::Audio.deleted_table(), "api_deletedaudio");
         assert_eq!(MediaType::Audio.filtered_alias(), "audio-filtered");
-        assert_eq!(MediaType::from_temp_table("temp_import_audio"), Some(MediaType::Audio));
+        assert_eq!(
+            MediaType::from_temp_table("temp_import_audio"),
+            Some(MediaType::Audio)
+        );
         assert_eq!(MediaType::from_temp_table("image; drop table x"), None);
         assert!("Image".parse::<MediaType>().is_err());
     }

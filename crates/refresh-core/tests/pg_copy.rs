@@ -458,7 +458,10 @@ async fn audio_copy_replaces_audioset_and_keeps_audio_columns() {
         .await
         .unwrap();
     run_to_done(&mut dbs.api, &fdw, &req).await;
-    assert_eq!(count(&dbs.api, "SELECT count(*) FROM audioset").await, view_rows);
+    assert_eq!(
+        count(&dbs.api, "SELECT count(*) FROM audioset").await,
+        view_rows
+    );
     dbs.drop_all().await;
 }
 

@@ -76,7 +76,12 @@ impl Stack {
     }
 
     pub async fn status(&self, arn: &str) -> Result<String> {
-        let described = self.sfn.describe_execution().execution_arn(arn).send().await?;
+        let described = self
+            .sfn
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await?;
         Ok(described.status().as_str().to_string())
     }
 
@@ -84,7 +89,12 @@ impl Stack {
     pub async fn wait(&self, arn: &str, timeout: Duration) -> Result<Finished> {
         let deadline = Instant::now() + timeout;
         loop {
-            let described = self.sfn.describe_execution().execution_arn(arn).send().await?;
+            let described = self
+                .sfn
+                .describe_execution()
+                .execution_arn(arn)
+                .send()
+                .await?;
             let status = described.status().as_str().to_string();
             if status != "RUNNING" {
                 let output = described
@@ -102,8 +112,17 @@ impl Stack {
                 });
             }
             if Instant::now() > deadline {
-                let _ = self.sfn.stop_execution().execution_arn(arn).cause("e2e timeout").send().await;
-                bail!("execution {arn} still RUNNING after {timeout:?}; history: {}", self.state_names(arn).await?.join(" → "));
+                let _ = self
+                    .sfn
+                    .stop_execution()
+                    .execution_arn(arn)
+                    .cause("e2e timeout")
+                    .send()
+                    .await;
+                bail!(
+                    "execution {arn} still RUNNING after {timeout:?}; history: {}",
+                    self.state_names(arn).await?.join(" → ")
+                );
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -112,7 +131,12 @@ impl Stack {
     /// Names of the states entered so far, in order.
     pub async fn state_names(&self, arn: &str) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        let mut pages = self.sfn.get_execution_history().execution_arn(arn).into_paginator().send();
+        let mut pages = self
+            .sfn
+            .get_execution_history()
+            .execution_arn(arn)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             for event in page?.events() {
                 if let Some(entered) = event.state_entered_event_details() {
@@ -127,7 +151,12 @@ impl Stack {
     pub async fn wait_for_state(&self, arn: &str, state: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.state_names(arn).await?.iter().any(|name| name == state) {
+            if self
+                .state_names(arn)
+                .await?
+                .iter()
+                .any(|name| name == state)
+            {
                 return Ok(());
             }
             if self.status(arn).await? != "RUNNING" {
@@ -138,8 +167,16 @@ impl Stack {
         bail!("execution {arn} did not enter {state:?} within {timeout:?}")
     }
 
-    pub async fn es(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
-        let mut request = self.http.request(method, format!("{}/{}", self.es_url, path.trim_start_matches('/')));
+    pub async fn es(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value)> {
+        let mut request = self.http.request(
+            method,
+            format!("{}/{}", self.es_url, path.trim_start_matches('/')),
+        );
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -151,11 +188,16 @@ impl Stack {
 
     /// The indices an alias points at (empty when the alias does not exist).
     pub async fn alias_targets(&self, alias: &str) -> Result<BTreeSet<String>> {
-        let (status, body) = self.es(reqwest::Method::GET, &format!("_alias/{alias}"), None).await?;
+        let (status, body) = self
+            .es(reqwest::Method::GET, &format!("_alias/{alias}"), None)
+            .await?;
         if status == 404 {
             return Ok(BTreeSet::new());
         }
-        Ok(body.as_object().map(|indices| indices.keys().cloned().collect()).unwrap_or_default())
+        Ok(body
+            .as_object()
+            .map(|indices| indices.keys().cloned().collect())
+            .unwrap_or_default())
     }
 
     pub async fn index_exists(&self, index: &str) -> Result<bool> {
@@ -164,8 +206,15 @@ impl Stack {
     }
 
     pub async fn count(&self, index: &str, query: Value) -> Result<u64> {
-        self.es(reqwest::Method::POST, &format!("{index}/_refresh"), None).await?;
-        let (status, body) = self.es(reqwest::Method::POST, &format!("{index}/_count"), Some(json!({ "query": query }))).await?;
+        self.es(reqwest::Method::POST, &format!("{index}/_refresh"), None)
+            .await?;
+        let (status, body) = self
+            .es(
+                reqwest::Method::POST,
+                &format!("{index}/_count"),
+                Some(json!({ "query": query })),
+            )
+            .await?;
         if status != 200 {
             bail!("count on {index} answered {status}: {body}");
         }
@@ -173,7 +222,8 @@ impl Stack {
     }
 
     pub async fn api_db(&self) -> Result<tokio_postgres::Client> {
-        let (client, connection) = tokio_postgres::connect(&self.api_db_url, tokio_postgres::NoTls).await?;
+        let (client, connection) =
+            tokio_postgres::connect(&self.api_db_url, tokio_postgres::NoTls).await?;
         tokio::spawn(connection);
         Ok(client)
     }
@@ -183,7 +233,12 @@ impl Stack {
         let described = self
             .ec2
             .describe_instances()
-            .filters(aws_sdk_ec2::types::Filter::builder().name("tag:refresh:execution").values(execution_arn).build())
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:refresh:execution")
+                    .values(execution_arn)
+                    .build(),
+            )
             .send()
             .await?;
         Ok(described
@@ -220,7 +275,10 @@ pub fn load_sample_data() -> Result<()> {
 }
 
 /// Index and constraint names (with definitions) of an API table, to compare before/after.
-pub async fn table_shape(db: &tokio_postgres::Client, table: &str) -> Result<BTreeSet<(String, String)>> {
+pub async fn table_shape(
+    db: &tokio_postgres::Client,
+    table: &str,
+) -> Result<BTreeSet<(String, String)>> {
     let indexes = db
         .query("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1", &[&table])
         .await?;

@@ -32,67 +32,151 @@ async fn eligible_rows(db: &tokio_postgres::Client, media: MediaType) -> Result<
     Ok(count as u64)
 }
 
-async fn check_refreshed(stack: &Stack, media: MediaType, finished: &e2e::Finished, before: &[String]) -> Result<String> {
-    assert_eq!(finished.status, "SUCCEEDED", "{media} refresh: {:?} {:?}", finished.error, finished.cause);
-    assert!(stack.live_instances(&finished.arn).await?.is_empty(), "{media}: an instance is still running");
+async fn check_refreshed(
+    stack: &Stack,
+    media: MediaType,
+    finished: &e2e::Finished,
+    before: &[String],
+) -> Result<String> {
+    assert_eq!(
+        finished.status, "SUCCEEDED",
+        "{media} refresh: {:?} {:?}",
+        finished.error, finished.cause
+    );
+    assert!(
+        stack.live_instances(&finished.arn).await?.is_empty(),
+        "{media}: an instance is still running"
+    );
 
-    let live: Vec<String> = stack.alias_targets(media.alias()).await?.into_iter().collect();
-    let filtered: Vec<String> = stack.alias_targets(media.filtered_alias()).await?.into_iter().collect();
+    let live: Vec<String> = stack
+        .alias_targets(media.alias())
+        .await?
+        .into_iter()
+        .collect();
+    let filtered: Vec<String> = stack
+        .alias_targets(media.filtered_alias())
+        .await?
+        .into_iter()
+        .collect();
     assert_eq!(live.len(), 1, "{media} alias points at {live:?}");
-    assert_eq!(filtered, vec![format!("{}-filtered", live[0])], "{media}-filtered alias");
-    assert!(!before.contains(&live[0]), "{media} alias still on an old index");
+    assert_eq!(
+        filtered,
+        vec![format!("{}-filtered", live[0])],
+        "{media}-filtered alias"
+    );
+    assert!(
+        !before.contains(&live[0]),
+        "{media} alias still on an old index"
+    );
     for old in before {
-        assert!(!stack.index_exists(old).await?, "old index {old} was not deleted");
+        assert!(
+            !stack.index_exists(old).await?,
+            "old index {old} was not deleted"
+        );
     }
 
     let db = stack.api_db().await?;
     let eligible = eligible_rows(&db, media).await?;
     assert!(eligible > 0);
-    assert_eq!(stack.count(media.alias(), json!({"match_all": {}})).await?, eligible, "{media} documents");
-    assert!(stack.count(media.alias(), sensitive_query()).await? > 0, "{media}: sample has sensitive documents");
-    assert_eq!(stack.count(media.filtered_alias(), sensitive_query()).await?, 0, "{media}-filtered has a sensitive document");
-    let filtered_total = stack.count(media.filtered_alias(), json!({"match_all": {}})).await?;
+    assert_eq!(
+        stack.count(media.alias(), json!({"match_all": {}})).await?,
+        eligible,
+        "{media} documents"
+    );
+    assert!(
+        stack.count(media.alias(), sensitive_query()).await? > 0,
+        "{media}: sample has sensitive documents"
+    );
+    assert_eq!(
+        stack
+            .count(media.filtered_alias(), sensitive_query())
+            .await?,
+        0,
+        "{media}-filtered has a sensitive document"
+    );
+    let filtered_total = stack
+        .count(media.filtered_alias(), json!({"match_all": {}}))
+        .await?;
     assert!(filtered_total > 0 && filtered_total < eligible);
 
     // Every tag left in the table passes the configured filter.
     let filter = TagFilterConfig::default();
-    let rows = db.query(&format!("SELECT tags FROM {} WHERE tags IS NOT NULL", media.table()), &[]).await?;
+    let rows = db
+        .query(
+            &format!("SELECT tags FROM {} WHERE tags IS NOT NULL", media.table()),
+            &[],
+        )
+        .await?;
     for row in rows {
         let tags: Value = row.get(0);
-        assert_eq!(filter.filter(Some(&tags)), Some(tags.clone()), "{media}: unfiltered tags {tags}");
+        assert_eq!(
+            filter.filter(Some(&tags)),
+            Some(tags.clone()),
+            "{media}: unfiltered tags {tags}"
+        );
     }
     Ok(live[0].clone())
 }
 
 #[tokio::test]
-async fn full_refresh_of_image_and_audio_then_a_second_refresh_replaces_the_indices() -> Result<()> {
+async fn full_refresh_of_image_and_audio_then_a_second_refresh_replaces_the_indices() -> Result<()>
+{
     let _guard = exclusive().await;
     let stack = Stack::connect().await;
     load_sample_data()?;
     let db = stack.api_db().await?;
-    let shapes_before = (table_shape(&db, "image").await?, table_shape(&db, "audio").await?);
+    let shapes_before = (
+        table_shape(&db, "image").await?,
+        table_shape(&db, "audio").await?,
+    );
     let image_before: Vec<String> = stack.alias_targets("image").await?.into_iter().collect();
     let audio_before: Vec<String> = stack.alias_targets("audio").await?.into_iter().collect();
 
     let image = stack
-        .start(&stack.refresh_arn, "e2e-image", json!({"media_type": "image", "environment": "staging", "allow_concurrent": true}))
+        .start(
+            &stack.refresh_arn,
+            "e2e-image",
+            json!({"media_type": "image", "environment": "staging", "allow_concurrent": true}),
+        )
         .await?;
     let audio = stack
-        .start(&stack.refresh_arn, "e2e-audio", json!({"media_type": "audio", "environment": "staging", "allow_concurrent": true}))
+        .start(
+            &stack.refresh_arn,
+            "e2e-audio",
+            json!({"media_type": "audio", "environment": "staging", "allow_concurrent": true}),
+        )
         .await?;
     let image_done = stack.wait(&image, RUN_TIMEOUT).await?;
     let audio_done = stack.wait(&audio, RUN_TIMEOUT).await?;
     let image_index = check_refreshed(&stack, MediaType::Image, &image_done, &image_before).await?;
     check_refreshed(&stack, MediaType::Audio, &audio_done, &audio_before).await?;
-    assert_eq!(table_shape(&db, "image").await?, shapes_before.0, "image table lost or changed indexes/constraints");
-    assert_eq!(table_shape(&db, "audio").await?, shapes_before.1, "audio table lost or changed indexes/constraints");
+    assert_eq!(
+        table_shape(&db, "image").await?,
+        shapes_before.0,
+        "image table lost or changed indexes/constraints"
+    );
+    assert_eq!(
+        table_shape(&db, "audio").await?,
+        shapes_before.1,
+        "audio table lost or changed indexes/constraints"
+    );
 
     // A second refresh promotes a new index and deletes the one the first made.
     let again = stack
-        .start(&stack.refresh_arn, "e2e-image-again", json!({"media_type": "image", "environment": "staging"}))
+        .start(
+            &stack.refresh_arn,
+            "e2e-image-again",
+            json!({"media_type": "image", "environment": "staging"}),
+        )
         .await?;
     let again_done = stack.wait(&again, RUN_TIMEOUT).await?;
-    let second_index = check_refreshed(&stack, MediaType::Image, &again_done, &[image_index.clone()]).await?;
+    let second_index = check_refreshed(
+        &stack,
+        MediaType::Image,
+        &again_done,
+        &[image_index.clone()],
+    )
+    .await?;
     assert_ne!(second_index, image_index);
     Ok(())
 }
@@ -103,20 +187,42 @@ async fn a_second_refresh_of_the_same_environment_is_refused() -> Result<()> {
     let stack = Stack::connect().await;
     load_sample_data()?;
     let first = stack
-        .start(&stack.refresh_arn, "e2e-first", json!({"media_type": "image", "environment": "staging"}))
+        .start(
+            &stack.refresh_arn,
+            "e2e-first",
+            json!({"media_type": "image", "environment": "staging"}),
+        )
         .await?;
-    stack.wait_for_state(&first, "Count documents before", Duration::from_secs(120)).await?;
+    stack
+        .wait_for_state(&first, "Count documents before", Duration::from_secs(120))
+        .await?;
 
     let second = stack
-        .start(&stack.refresh_arn, "e2e-second", json!({"media_type": "audio", "environment": "staging"}))
+        .start(
+            &stack.refresh_arn,
+            "e2e-second",
+            json!({"media_type": "audio", "environment": "staging"}),
+        )
         .await?;
     let refused = stack.wait(&second, Duration::from_secs(120)).await?;
     assert_eq!(refused.status, "FAILED");
-    assert_eq!(refused.error.as_deref(), Some("ConcurrencyConflict"), "cause: {:?}", refused.cause);
+    assert_eq!(
+        refused.error.as_deref(),
+        Some("ConcurrencyConflict"),
+        "cause: {:?}",
+        refused.cause
+    );
     let cause = refused.cause.unwrap_or_default();
-    assert!(cause.contains(&first), "the refusal names the running execution: {cause}");
+    assert!(
+        cause.contains(&first),
+        "the refusal names the running execution: {cause}"
+    );
 
     let first_done = stack.wait(&first, RUN_TIMEOUT).await?;
-    assert_eq!(first_done.status, "SUCCEEDED", "{:?} {:?}", first_done.error, first_done.cause);
+    assert_eq!(
+        first_done.status, "SUCCEEDED",
+        "{:?} {:?}",
+        first_done.error, first_done.cause
+    );
     Ok(())
 }

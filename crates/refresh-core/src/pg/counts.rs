@@ -95,7 +95,10 @@ pub async fn id_span(
     }
     let row = client
         .query_one(
-            &format!("SELECT min(id)::bigint, max(id)::bigint FROM {}", quote_ident(table)),
+            &format!(
+                "SELECT min(id)::bigint, max(id)::bigint FROM {}",
+                quote_ident(table)
+            ),
             &[],
         )
         .await
@@ -106,7 +109,10 @@ pub async fn id_span(
 
 /// Drops the temp table (and the id sequence the copy made for it). Idempotent; never
 /// touches the live table.
-pub async fn drop_temp_table(client: &impl GenericClient, media: MediaType) -> Result<bool, StepError> {
+pub async fn drop_temp_table(
+    client: &impl GenericClient,
+    media: MediaType,
+) -> Result<bool, StepError> {
     let table = MediaTable::Temp.name(media);
     let existed = table_exists(client, media, MediaTable::Temp).await?;
     client
