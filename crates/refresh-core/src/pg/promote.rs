@@ -40,10 +40,7 @@ impl Default for PromotionOptions {
     }
 }
 
-/// `"name"`, with embedded quotes doubled.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use crate::pg::copy::quote_ident;
 
 /// The deterministic name a live index (or index-backed constraint) has on the temp table:
 /// `<name>_tmp`, or, when that would pass 63 bytes, a truncated name plus a hash of the full
