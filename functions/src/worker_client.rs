@@ -22,26 +22,16 @@ const STATUS_RETRY_DELAY: Duration = Duration::from_secs(2);
 /// Longest piece of a worker answer quoted in an error.
 const MAX_QUOTED_CHARS: usize = 500;
 
-/// `POST /task` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskRequest {
-    pub model_name: String,
-    pub table_name: String,
-    pub target_index: String,
-    pub start_id: i64,
-    pub end_id: i64,
-}
+pub use refresh_core::worker_api::{TaskRequest, TaskStatus as WorkerTaskStatus};
 
-impl TaskRequest {
-    /// Index rows `start_id..=end_id` of the temp table into the new index.
-    pub fn for_range(params: &RefreshParams, start_id: i64, end_id: i64) -> TaskRequest {
-        TaskRequest {
-            model_name: params.media_type.as_str().to_string(),
-            table_name: params.temp_table.clone(),
-            target_index: params.new_index.clone(),
-            start_id,
-            end_id,
-        }
+/// Index rows `start_id..=end_id` of the temp table into the new index.
+pub fn task_for_range(params: &RefreshParams, start_id: i64, end_id: i64) -> TaskRequest {
+    TaskRequest {
+        model_name: params.media_type.as_str().to_string(),
+        table_name: params.temp_table.clone(),
+        target_index: params.new_index.clone(),
+        start_id,
+        end_id,
     }
 }
 
@@ -51,30 +41,6 @@ pub struct TaskStarted {
     pub message: String,
     pub task_id: String,
     pub status_check: String,
-}
-
-/// `GET /task/{id}` answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkerTaskStatus {
-    pub task_id: String,
-    pub active: bool,
-    pub model: String,
-    pub target_index: String,
-    pub table_name: String,
-    pub start_id: i64,
-    pub end_id: i64,
-    pub progress: f64,
-    pub rows_total: u64,
-    pub rows_processed: u64,
-    pub indexed: u64,
-    pub skipped: u64,
-    pub failed: u64,
-    pub rows_per_second: f64,
-    pub start_time: String,
-    pub finish_time: Option<String>,
-    pub error: Option<String>,
-    #[serde(default)]
-    pub first_errors: Vec<String>,
 }
 
 /// get_reindex_task's output: the worker's status plus `done`.

@@ -1,19 +1,10 @@
 //! Validation of `POST /task` bodies: pure, so every refusal is unit-tested.
 
 use refresh_core::media::MediaType;
-use serde::Deserialize;
 
 use crate::tasks::TaskSpec;
 
-/// The body today's callers send. Unknown extra fields are ignored for compatibility.
-#[derive(Debug, Deserialize)]
-pub struct TaskRequest {
-    pub model_name: String,
-    pub table_name: String,
-    pub target_index: String,
-    pub start_id: i64,
-    pub end_id: i64,
-}
+pub use refresh_core::worker_api::TaskRequest;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RequestError {

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use refresh_core::media::MediaType;
-use serde::Serialize;
 
 /// How many item errors a status keeps (the counts cover all of them).
 pub const MAX_FIRST_ERRORS: usize = 10;
@@ -108,9 +107,9 @@ impl Task {
         TaskStatus {
             task_id: self.id.clone(),
             active: outcome.finished.is_none(),
-            model: self.spec.media.as_str(),
+            model: self.spec.media.as_str().to_string(),
             target_index: self.spec.target_index.clone(),
-            table_name: self.spec.media.temp_table(),
+            table_name: self.spec.media.temp_table().to_string(),
             start_id: self.spec.start_id,
             end_id: self.spec.end_id,
             progress: progress_percent(
@@ -152,28 +151,7 @@ pub fn progress_percent(rows_processed: u64, rows_total: u64, succeeded: bool) -
     pct.min(99.9)
 }
 
-/// `GET /task/{id}` (docs/ARCHITECTURE.md, "Indexer worker HTTP API").
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct TaskStatus {
-    pub task_id: String,
-    pub active: bool,
-    pub model: &'static str,
-    pub target_index: String,
-    pub table_name: &'static str,
-    pub start_id: i64,
-    pub end_id: i64,
-    pub progress: f64,
-    pub rows_total: u64,
-    pub rows_processed: u64,
-    pub indexed: u64,
-    pub skipped: u64,
-    pub failed: u64,
-    pub rows_per_second: f64,
-    pub start_time: String,
-    pub finish_time: Option<String>,
-    pub error: Option<String>,
-    pub first_errors: Vec<String>,
-}
+pub use refresh_core::worker_api::TaskStatus;
 
 /// All tasks of this worker, oldest first, and when the worker was last busy.
 #[derive(Debug)]

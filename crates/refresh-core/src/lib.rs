@@ -16,3 +16,4 @@ pub mod pg;
 pub mod ranges;
 pub mod settings;
 pub mod tags;
+pub mod worker_api;
