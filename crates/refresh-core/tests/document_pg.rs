@@ -5,101 +5,16 @@
 use refresh_core::document::{select_sql, to_document, SourceRow};
 use refresh_core::media::MediaType;
 use serde_json::{json, Value};
-use tokio_postgres::{Client, NoTls};
+use testkit::TestDatabases;
+use tokio_postgres::Client;
 
-fn pg_url() -> String {
-    std::env::var("TEST_PG_URL")
-        .expect("TEST_PG_URL must be set to a superuser URL of the test PostgreSQL cluster")
-}
-
-async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
-
-/// A fresh database, dropped by `drop`.
-struct TempDb {
-    admin: Client,
-    name: String,
-    client: Client,
-}
-
-impl TempDb {
-    async fn new() -> TempDb {
-        let admin = connect(&pg_url()).await;
-        let name = format!("t_doc_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .unwrap();
-        let mut config: tokio_postgres::Config = pg_url().parse().unwrap();
-        config.dbname(&name);
-        let (client, connection) = config.connect(NoTls).await.unwrap();
-        tokio::spawn(connection);
-        TempDb {
-            admin,
-            name,
-            client,
-        }
-    }
-
-    async fn drop(self) {
-        drop(self.client);
-        self.admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ))
-            .await
-            .unwrap();
-    }
-}
-
-const COMMON_COLUMNS: &str = "
-    id integer PRIMARY KEY,
-    created_on timestamptz NOT NULL,
-    updated_on timestamptz NOT NULL,
-    identifier uuid NOT NULL UNIQUE,
-    provider varchar(80),
-    source varchar(80),
-    foreign_identifier text,
-    foreign_landing_url text,
-    url text,
-    thumbnail text,
-    filesize integer,
-    license varchar(50) NOT NULL,
-    license_version varchar(25),
-    creator text,
-    creator_url text,
-    title text,
-    last_synced_with_source timestamptz,
-    removed_from_source boolean NOT NULL,
-    meta_data jsonb,
-    view_count integer DEFAULT 0,
-    tags jsonb,
-    watermarked boolean,
-    filetype varchar(80),
-    standardized_popularity double precision,
-    category varchar(80)";
-
-async fn create_tables(client: &Client, media: MediaType) {
-    let extra = match media {
-        MediaType::Image => "width integer, height integer",
-        MediaType::Audio => {
-            "audio_set_position integer, genres varchar(80)[], duration integer, bit_rate integer, \
-             sample_rate integer, alt_files jsonb, audio_set_foreign_identifier text"
-        }
-    };
+/// The temp table as the copy makes it: shaped like the live API table of the schema files.
+async fn create_temp_table(client: &Client, media: MediaType) {
     client
         .batch_execute(&format!(
-            "CREATE TABLE {temp} ({COMMON_COLUMNS}, {extra});
-             CREATE TABLE {deleted} (identifier uuid PRIMARY KEY, created_on timestamptz NOT NULL DEFAULT now(),
-                                     updated_on timestamptz NOT NULL DEFAULT now());
-             CREATE TABLE {mature} (identifier uuid PRIMARY KEY, created_on timestamptz NOT NULL DEFAULT now());",
+            "CREATE TABLE {temp} (LIKE {live} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
             temp = media.temp_table(),
-            deleted = media.deleted_table(),
-            mature = media.mature_table(),
+            live = media.table(),
         ))
         .await
         .unwrap();
@@ -150,9 +65,9 @@ async fn page(
 
 #[tokio::test]
 async fn image_rows_page_by_keyset_with_flags() {
-    let db = TempDb::new().await;
-    let client = &db.client;
-    create_tables(client, MediaType::Image).await;
+    let db = TestDatabases::create().await;
+    let client = &db.api;
+    create_temp_table(client, MediaType::Image).await;
     for id in 1..=10 {
         let meta = match id {
             3 => json!({"description": "é".repeat(2100), "authority_boost": 12}),
@@ -246,14 +161,14 @@ async fn image_rows_page_by_keyset_with_flags() {
 
     // Nothing past the range end.
     assert!(page(client, MediaType::Image, 9, 9, 100).await.is_empty());
-    db.drop().await;
+    db.drop_all().await;
 }
 
 #[tokio::test]
 async fn audio_rows_carry_duration_and_alt_files() {
-    let db = TempDb::new().await;
-    let client = &db.client;
-    create_tables(client, MediaType::Audio).await;
+    let db = TestDatabases::create().await;
+    let client = &db.api;
+    create_temp_table(client, MediaType::Audio).await;
     client
         .execute(
             "INSERT INTO temp_import_audio (id, created_on, updated_on, identifier, provider, source, url,
@@ -274,5 +189,5 @@ async fn audio_rows_carry_duration_and_alt_files() {
     assert_eq!(doc["filetype"], "mp3");
     assert_eq!(doc["mature"], false);
     assert!(doc.get("description").is_none());
-    db.drop().await;
+    db.drop_all().await;
 }

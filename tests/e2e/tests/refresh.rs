@@ -174,7 +174,7 @@ async fn full_refresh_of_image_and_audio_then_a_second_refresh_replaces_the_indi
         &stack,
         MediaType::Image,
         &again_done,
-        &[image_index.clone()],
+        std::slice::from_ref(&image_index),
     )
     .await?;
     assert_ne!(second_index, image_index);
