@@ -38,11 +38,12 @@ def describe_event(event):
     kind = event["type"]
     if kind.endswith("StateEntered"):
         return f"→ {event['stateEnteredEventDetails']['name']}"
-    if kind == "TaskSucceeded":
-        output = event["taskSucceededEventDetails"].get("output", "")
+    if kind in ("TaskSucceeded", "LambdaFunctionSucceeded"):
+        details = event.get("taskSucceededEventDetails") or event.get("lambdaFunctionSucceededEventDetails", {})
+        output = details.get("output", "")
         try:
-            payload = json.loads(output).get("Payload", {})
-        except (ValueError, AttributeError):
+            payload = json.loads(output)
+        except ValueError:
             return None
         if isinstance(payload, dict) and "progress" in payload:
             return f"  worker task {payload.get('task_id', '?')}: {payload['progress']:.1f}% ({payload.get('indexed', 0)} indexed)"
