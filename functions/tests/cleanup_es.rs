@@ -63,15 +63,15 @@ async fn unaliased_indices_are_deleted_once_and_aliased_ones_never() {
         .unwrap();
     assert!(r.status().is_success());
     let candidates = [new_index.clone(), new_filtered.clone()];
-    let (deleted, kept) = delete_unaliased(&client, MediaType::Image, &candidates)
+    let removed = delete_unaliased(&client, MediaType::Image, &candidates)
         .await
         .unwrap();
-    assert_eq!(deleted, candidates.to_vec());
-    assert!(kept.is_empty());
+    assert_eq!(removed.deleted, candidates.to_vec());
+    assert!(removed.kept.is_empty() && removed.cancelled_tasks.is_empty());
     assert!(!exists(&http, &es, &new_index).await);
     assert!(!exists(&http, &es, &new_filtered).await);
-    let (deleted, kept) = delete_unaliased(&client, MediaType::Image, &candidates)
+    let removed = delete_unaliased(&client, MediaType::Image, &candidates)
         .await
         .unwrap();
-    assert!(deleted.is_empty() && kept.is_empty());
+    assert!(removed.deleted.is_empty() && removed.kept.is_empty());
 }

@@ -6,8 +6,8 @@ mod es_support;
 use es_support::*;
 use refresh_core::error::ErrorKind;
 use refresh_core::es::{
-    create_index, finish_index, get_task, start_filtered_reindex, ReindexOptions, SearchClient,
-    Slices, TaskStatus,
+    cancel_reindex_into, create_index, finish_index, get_task, start_filtered_reindex,
+    ReindexOptions, SearchClient, Slices, TaskStatus,
 };
 use refresh_core::media::MediaType;
 use serde_json::json;
@@ -174,4 +174,58 @@ async fn bad_reindex_requests_change_nothing() {
     assert_eq!(err.kind, ErrorKind::InvalidState, "{}", err.message);
     let err = get_task(&client, "../_cluster:1").await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidInput);
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_reindex_into_the_named_index_only() {
+    let client = client();
+    let source = unique("cancel-src");
+    let dest = format!("{source}-filtered");
+    let other = format!("{source}-other");
+    create_index(&client, MediaType::Image, &source, 1)
+        .await
+        .unwrap();
+    let docs: Vec<(String, serde_json::Value)> = (1..=3000)
+        .map(|i| (i.to_string(), json!({"id": i, "title": "ok"})))
+        .collect();
+    index_docs(&client, &source, &docs).await;
+    // 1 document/s after a first 1000-document batch per slice: both tasks run far longer than
+    // this test.
+    let crawl = ReindexOptions {
+        requests_per_second: Some(1),
+        slices: Slices::Count(2),
+    };
+    let doomed = start_filtered_reindex(&client, &source, &dest, &[], &crawl)
+        .await
+        .unwrap();
+    let kept = start_filtered_reindex(&client, &source, &other, &[], &crawl)
+        .await
+        .unwrap();
+
+    let cancelled = cancel_reindex_into(&client, std::slice::from_ref(&dest))
+        .await
+        .unwrap();
+    assert_eq!(cancelled, vec![doomed.task_id.clone()]);
+    let status = wait_for_task(&client, &doomed.task_id).await;
+    assert!(
+        status.error.as_deref().unwrap_or("").contains("cancel"),
+        "{status:?}"
+    );
+    assert!(!get_task(&client, &kept.task_id).await.unwrap().completed);
+
+    // Nothing left to cancel: a second call finds no task.
+    assert!(cancel_reindex_into(&client, std::slice::from_ref(&dest))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        cancel_reindex_into(&client, std::slice::from_ref(&other))
+            .await
+            .unwrap(),
+        vec![kept.task_id.clone()]
+    );
+    assert!(cancel_reindex_into(&client, &["Bad*".to_string()])
+        .await
+        .is_err());
+    cleanup(&client, &[&source, &dest, &other]).await;
 }

@@ -15,12 +15,12 @@
 use crate::sfn::SfnExecutionLister;
 use crate::steps::{api_db, checked_params, secrets};
 use crate::Context;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use refresh_core::concurrency::{
     find_conflict, ExecutionLister, ExecutionScope, StateMachineKind, WatchedStateMachine,
 };
 use refresh_core::error::{ErrorKind, StepError, StepResult};
-use refresh_core::es::{delete_indices, indices_of_alias, SearchClient};
+use refresh_core::es::{cancel_reindex_into, delete_indices, indices_of_alias, SearchClient};
 use refresh_core::input::{
     filtered_index_name, generated_suffix, index_name, validate_index_suffix, Environment,
     RefreshParams,
@@ -84,11 +84,30 @@ pub struct StatusChangeDetail {
     pub execution_arn: String,
     pub state_machine_arn: String,
     pub status: String,
-    /// Milliseconds since the Unix epoch.
-    pub start_date: i64,
-    /// The execution input as a JSON string (absent when too large to include).
+    /// Milliseconds since the Unix epoch (AWS); LocalStack sends an RFC 3339 string.
+    pub start_date: EventTime,
+    /// The execution input as a JSON string (absent when too large to include; LocalStack
+    /// sends `{}` for an empty input).
     #[serde(default)]
-    pub input: Option<String>,
+    pub input: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum EventTime {
+    EpochMillis(i64),
+    Text(String),
+}
+
+impl EventTime {
+    pub fn to_utc(&self) -> Option<DateTime<Utc>> {
+        match self {
+            EventTime::EpochMillis(ms) => DateTime::from_timestamp_millis(*ms),
+            EventTime::Text(text) => DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -181,23 +200,23 @@ impl CleanupPlan {
             index_suffix: Option<String>,
         }
         let kind = machine_kind(&detail.state_machine_arn)?;
-        let Some(scope) = detail
-            .input
-            .as_deref()
-            .and_then(|raw| serde_json::from_str::<Scope>(raw).ok())
-        else {
+        let scope = match &detail.input {
+            Some(Value::String(raw)) => serde_json::from_str::<Scope>(raw).ok(),
+            Some(object @ Value::Object(_)) => serde_json::from_value::<Scope>(object.clone()).ok(),
+            _ => None,
+        };
+        let Some(scope) = scope else {
             return Ok(None);
         };
         let suffix = match scope.index_suffix {
             Some(suffix) => suffix,
             None => {
-                let started =
-                    DateTime::from_timestamp_millis(detail.start_date).ok_or_else(|| {
-                        StepError::invalid_input(format!(
-                            "detail.startDate: {} is out of range",
-                            detail.start_date
-                        ))
-                    })?;
+                let started = detail.start_date.to_utc().ok_or_else(|| {
+                    StepError::invalid_input(format!(
+                        "detail.startDate: {:?} is not a time",
+                        detail.start_date
+                    ))
+                })?;
                 generated_suffix(started)
             }
         };
@@ -225,6 +244,8 @@ pub struct CleanupOutput {
     pub dropped_temp_table: bool,
     pub dropped_fdw_server: bool,
     pub deleted_indices: Vec<String>,
+    /// Elasticsearch reindex tasks still writing into the deleted indices, cancelled first.
+    pub cancelled_tasks: Vec<String>,
     /// Candidates left alone because an alias points at them.
     pub kept_indices: Vec<String>,
     /// Why nothing (or only the workers) was cleaned, when so.
@@ -363,9 +384,10 @@ async fn execute(ctx: &Context, plan: &CleanupPlan, database: bool) -> StepResul
     keep(
         async {
             let search = SearchClient::from_secrets(&secrets)?;
-            let (deleted, kept) = delete_unaliased(&search, plan.media, &plan.indices).await?;
-            output.deleted_indices = deleted;
-            output.kept_indices = kept;
+            let removed = delete_unaliased(&search, plan.media, &plan.indices).await?;
+            output.deleted_indices = removed.deleted;
+            output.kept_indices = removed.kept;
+            output.cancelled_tasks = removed.cancelled_tasks;
             Ok(())
         }
         .await,
@@ -379,12 +401,21 @@ async fn execute(ctx: &Context, plan: &CleanupPlan, database: bool) -> StepResul
     }
 }
 
-/// Deletes those of `candidates` that neither media alias points at; returns (deleted, kept).
+#[derive(Debug, Default)]
+pub struct RemovedIndices {
+    pub deleted: Vec<String>,
+    /// Candidates an alias points at.
+    pub kept: Vec<String>,
+    pub cancelled_tasks: Vec<String>,
+}
+
+/// Deletes those of `candidates` that neither media alias points at, after cancelling any
+/// reindex still writing into them.
 pub async fn delete_unaliased(
     search: &SearchClient,
     media: MediaType,
     candidates: &[String],
-) -> StepResult<(Vec<String>, Vec<String>)> {
+) -> StepResult<RemovedIndices> {
     let mut aliased: BTreeSet<String> = indices_of_alias(search, media.alias())
         .await?
         .into_iter()
@@ -394,9 +425,14 @@ pub async fn delete_unaliased(
         .iter()
         .cloned()
         .partition(|name| aliased.contains(name));
+    let cancelled_tasks = cancel_reindex_into(search, &to_delete).await?;
     // delete_indices refuses, deleting nothing, if another alias points at any of them.
     let deleted = delete_indices(search, &to_delete).await?.deleted;
-    Ok((deleted, kept))
+    Ok(RemovedIndices {
+        deleted,
+        kept,
+        cancelled_tasks,
+    })
 }
 
 #[cfg(test)]
@@ -444,6 +480,32 @@ mod tests {
         assert!(plan
             .execution_arn
             .ends_with("execution:stack-data-refresh:run-1"));
+    }
+
+    #[test]
+    fn localstack_event_with_iso_start_date_and_object_input_plans_the_same() {
+        let mut localstack = event(
+            "stack-data-refresh",
+            "ABORTED",
+            Some(r#"{"media_type": "image", "environment": "staging"}"#),
+        );
+        localstack["detail"]["startDate"] = json!("2026-03-02T00:04:05.123000+00:00");
+        let plan = plan_of(localstack.clone()).unwrap();
+        assert_eq!(
+            plan.indices,
+            ["image-20260302000405", "image-20260302000405-filtered"]
+        );
+        localstack["detail"]["input"] = json!({});
+        assert_eq!(plan_of(localstack.clone()), None);
+        localstack["detail"]["startDate"] = json!("yesterday");
+        localstack["detail"]["input"] = json!({"media_type": "audio", "environment": "staging"});
+        let CleanupRequest::Event(e) = parse_cleanup_request(localstack).unwrap() else {
+            panic!("not an event")
+        };
+        assert_eq!(
+            CleanupPlan::from_event(&e.detail).unwrap_err().kind,
+            ErrorKind::InvalidInput
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@ pub use index::{
     IndexHealth,
 };
 pub use reindex::{
-    get_task, sensitive_terms_query, start_filtered_reindex, FilteredReindexStarted,
-    ReindexOptions, Slices, TaskStatus,
+    cancel_reindex_into, get_task, sensitive_terms_query, start_filtered_reindex,
+    FilteredReindexStarted, ReindexOptions, Slices, TaskStatus,
 };
 pub use terms::{load_sensitive_terms, parse_sensitive_terms};
 

@@ -270,6 +270,79 @@ fn parse_task(task_id: &str, body: &Value) -> TaskStatus {
     }
 }
 
+/// Top-level `_reindex` tasks in a `GET _tasks?actions=*reindex&detailed` listing that write
+/// into one of `dests`. Slice sub-tasks are left out: cancelling the parent cancels them.
+pub fn reindex_tasks_into(listing: &Value, dests: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    let Some(nodes) = listing["nodes"].as_object() else {
+        return found;
+    };
+    for node in nodes.values() {
+        let Some(tasks) = node["tasks"].as_object() else {
+            continue;
+        };
+        for (task_id, task) in tasks {
+            let description = task["description"].as_str().unwrap_or_default();
+            // "reindex from [src] to [dest]" (7.x appends "[_doc]").
+            let writes_into = dests
+                .iter()
+                .any(|dest| description.contains(&format!(" to [{dest}]")));
+            if writes_into && task["parent_task_id"].is_null() {
+                found.push(task_id.clone());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Cancels every running `_reindex` into one of `dests`, so that an index deleted by cleanup
+/// is not written (and, with automatic index creation, re-created) by a task the aborted run
+/// left behind. Returns the cancelled task ids.
+pub async fn cancel_reindex_into(
+    client: &SearchClient,
+    dests: &[String],
+) -> StepResult<Vec<String>> {
+    for dest in dests {
+        validate_index_name(dest)?;
+    }
+    if dests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let listing = client
+        .call(
+            "list reindex tasks",
+            Method::Get,
+            "/_tasks",
+            &[
+                ("actions", "*reindex".to_string()),
+                ("detailed", "true".to_string()),
+            ],
+            None,
+        )
+        .await?
+        .into_success("list reindex tasks")?;
+    let tasks = reindex_tasks_into(&listing, dests);
+    for task_id in &tasks {
+        validate_task_id(task_id)?;
+        let response = client
+            .call(
+                "cancel reindex task",
+                Method::Post,
+                &format!("/_tasks/{task_id}/_cancel"),
+                &[],
+                None,
+            )
+            .await?;
+        // A task that finished in between is gone: nothing left to cancel.
+        if response.status != StatusCode::NOT_FOUND {
+            response.into_success(&format!("cancel task {task_id}"))?;
+        }
+        tracing::info!(task_id, "cancelled a reindex into an index being removed");
+    }
+    Ok(tasks)
+}
+
 /// A bulk failure (`{index, id, cause}`) or a search failure (`{shard, reason}`).
 fn describe_failure(failure: &Value) -> String {
     let cause = if failure["cause"].is_object() {
@@ -318,6 +391,33 @@ mod tests {
             sensitive_terms_query(&terms).unwrap_err().kind,
             ErrorKind::InvalidInput
         );
+    }
+
+    #[test]
+    fn only_top_level_reindex_tasks_into_the_named_indices_are_picked() {
+        let listing = json!({"nodes": {
+            "n1": {"tasks": {
+                "n1:10": {"action": "indices:data/write/reindex",
+                          "description": "reindex from [image-a] to [image-a-filtered][_doc]"},
+                "n1:11": {"action": "indices:data/write/reindex", "parent_task_id": "n1:10",
+                          "description": "reindex from [image-a] to [image-a-filtered][_doc]"},
+                "n1:12": {"action": "indices:data/write/reindex",
+                          "description": "reindex from [image-a] to [image-a-filtered-2][_doc]"},
+            }},
+            "n2": {"tasks": {
+                "n2:5": {"action": "indices:data/write/reindex",
+                         "description": "reindex from [audio-b] to [audio-b-filtered]"},
+            }},
+        }});
+        assert_eq!(
+            reindex_tasks_into(
+                &listing,
+                &["image-a-filtered".into(), "audio-b-filtered".into()]
+            ),
+            ["n1:10", "n2:5"]
+        );
+        assert!(reindex_tasks_into(&listing, &["image-a".into()]).is_empty());
+        assert!(reindex_tasks_into(&json!({}), &["image-a-filtered".into()]).is_empty());
     }
 
     #[test]
