@@ -5,7 +5,7 @@ import logging
 
 from localstack.runtime import hooks
 
-from . import ec2_host, lambda_host, procs
+from . import ec2_host, lambda_host, procs, sfn_stop
 
 LOG = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ def on_infra_start():
                         entry["name"])
     ec2_host.work_dir().mkdir(parents=True, exist_ok=True)
     ec2_host.apply_patches()
+    sfn_stop.apply_patches()
     atexit.register(_stop_everything)
 
 
