@@ -5,6 +5,8 @@
 //! [`exclusive`] first and run one at a time.
 
 use anyhow::{bail, Context, Result};
+pub use refresh_core::media::MediaType;
+pub use refresh_core::worker_api::TaskStatus;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -31,10 +33,14 @@ pub fn repo_root() -> PathBuf {
 pub struct Stack {
     pub sfn: aws_sdk_sfn::Client,
     pub ec2: aws_sdk_ec2::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub stack_name: String,
     pub refresh_arn: String,
     pub filtered_arn: String,
     pub es_url: String,
     pub api_db_url: String,
+    pub catalog_db_url: String,
     pub http: reqwest::Client,
 }
 
@@ -53,10 +59,14 @@ impl Stack {
         Stack {
             sfn: aws_sdk_sfn::Client::new(&config),
             ec2: aws_sdk_ec2::Client::new(&config),
+            events: aws_sdk_eventbridge::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            stack_name: required_env("STACK_NAME"),
             refresh_arn: required_env("DATA_REFRESH_STATE_MACHINE_ARN"),
             filtered_arn: required_env("FILTERED_INDEX_STATE_MACHINE_ARN"),
             es_url: required_env("ES_URL"),
             api_db_url: required_env("API_DB_URL"),
+            catalog_db_url: required_env("CATALOG_DB_URL"),
             http: reqwest::Client::new(),
         }
     }
@@ -230,6 +240,17 @@ impl Stack {
 
     /// Instances tagged with this execution that are not terminated.
     pub async fn live_instances(&self, execution_arn: &str) -> Result<Vec<String>> {
+        Ok(self
+            .instances(execution_arn)
+            .await?
+            .into_iter()
+            .filter(|i| i.state != "terminated")
+            .map(|i| i.id)
+            .collect())
+    }
+
+    /// Every instance tagged with this execution, terminated ones included.
+    pub async fn instances(&self, execution_arn: &str) -> Result<Vec<Instance>> {
         let described = self
             .ec2
             .describe_instances()
@@ -245,15 +266,321 @@ impl Stack {
             .reservations()
             .iter()
             .flat_map(|r| r.instances())
-            .filter(|i| {
-                !matches!(
-                    i.state().and_then(|s| s.name()),
-                    Some(aws_sdk_ec2::types::InstanceStateName::Terminated)
-                )
+            .map(|i| Instance {
+                id: i.instance_id().unwrap_or_default().to_string(),
+                state: i
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or_default(),
+                ip: i.private_ip_address().map(str::to_string),
+                range: i
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some("refresh:range"))
+                    .and_then(|t| t.value())
+                    .map(str::to_string),
             })
-            .filter_map(|i| i.instance_id().map(str::to_string))
             .collect())
     }
+
+    /// The worker token of an environment's secret (as the launch template hands it over).
+    pub async fn worker_token(&self, environment: &str) -> Result<String> {
+        let secret = self
+            .secrets
+            .get_secret_value()
+            .secret_id(format!("{}/{environment}", self.stack_name))
+            .send()
+            .await
+            .context("GetSecretValue")?;
+        let value: Value = serde_json::from_str(secret.secret_string().unwrap_or_default())
+            .context("the secret is not JSON")?;
+        value["worker_token"]
+            .as_str()
+            .map(str::to_string)
+            .context("the secret has no worker_token")
+    }
+
+    /// The tasks a worker reports (`GET /task`).
+    pub async fn worker_tasks(
+        &self,
+        worker: &WorkerProcess,
+        token: &str,
+    ) -> Result<Vec<TaskStatus>> {
+        let response = self
+            .http
+            .get(format!("http://{}/task", worker.address))
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!(
+                "worker {} answered GET /task with {}",
+                worker.address,
+                response.status()
+            );
+        }
+        Ok(response.json().await?)
+    }
+
+    /// Waits for a worker of this execution whose task is active with a progress in
+    /// `progress` (percent), and returns it with its instance.
+    pub async fn worker_in_progress(
+        &self,
+        execution_arn: &str,
+        progress: std::ops::Range<f64>,
+        timeout: Duration,
+    ) -> Result<(Instance, WorkerProcess, TaskStatus)> {
+        let token = self.worker_token("staging").await?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            for instance in self.instances(execution_arn).await? {
+                let Some(ip) = instance.ip.clone().filter(|_| instance.state == "running") else {
+                    continue;
+                };
+                let Some(worker) = find_worker_process(&ip)? else {
+                    continue;
+                };
+                let Ok(tasks) = self.worker_tasks(&worker, &token).await else {
+                    continue;
+                };
+                if let Some(task) = tasks
+                    .into_iter()
+                    .find(|t| t.active && progress.contains(&t.progress))
+                {
+                    return Ok((instance, worker, task));
+                }
+            }
+            if self.status(execution_arn).await? != "RUNNING" {
+                bail!("execution {execution_arn} ended before a worker was seen at {progress:?}%");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("no worker of {execution_arn} reached {progress:?}% within {timeout:?}")
+    }
+
+    pub async fn catalog_db(&self) -> Result<tokio_postgres::Client> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.catalog_db_url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// Adds `copies` copies of every catalog row of `media` (new identifier, URL and foreign
+    /// id, so they are distinct records), for runs that must last long enough to be hit.
+    /// Returns the catalog's row count.
+    pub async fn multiply_catalog(&self, media: MediaType, copies: u32) -> Result<i64> {
+        let db = self.catalog_db().await?;
+        let table = media.table();
+        let columns: Vec<String> = db
+            .query(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = 'public' AND table_name = $1 \
+                 AND column_name NOT IN ('identifier', 'url', 'foreign_identifier') \
+                 ORDER BY ordinal_position",
+                &[&table],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let columns = columns.join(", ");
+        db.execute(
+            &format!(
+                "INSERT INTO {table} (url, foreign_identifier, {columns}) \
+                 SELECT url || '#copy-' || n, foreign_identifier || '-copy-' || n, {columns} \
+                 FROM {table} CROSS JOIN generate_series(1, $1::int) AS n"
+            ),
+            &[&(copies as i32)],
+        )
+        .await?;
+        let count: i64 = db
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await?
+            .get(0);
+        Ok(count)
+    }
+
+    /// Whether the API database has the temp table of `media`.
+    pub async fn temp_table_exists(&self, media: MediaType) -> Result<bool> {
+        let db = self.api_db().await?;
+        let row = db
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&media.temp_table()])
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Polls `check` until it holds or `timeout` passes; the last failure is the error.
+    pub async fn eventually<F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: F,
+    ) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<bool>>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let outcome = check().await;
+            if matches!(outcome, Ok(true)) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{what}: still not true after {timeout:?} (last check: {outcome:?})");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Aliases `<media>` and `<media>-filtered` with their indices, and the live table's
+    /// row count: what no failed run may change.
+    pub async fn live_state(&self, media: MediaType) -> Result<LiveState> {
+        let db = self.api_db().await?;
+        let rows: i64 = db
+            .query_one(&format!("SELECT count(*) FROM {}", media.table()), &[])
+            .await?
+            .get(0);
+        Ok(LiveState {
+            alias: self.alias_targets(media.alias()).await?,
+            filtered_alias: self.alias_targets(media.filtered_alias()).await?,
+            table_rows: rows,
+            table_shape: table_shape(&db, media.table()).await?,
+        })
+    }
+
+    /// Indices whose name starts with `<media>-`, the ones a refresh creates.
+    pub async fn media_indices(&self, media: MediaType) -> Result<BTreeSet<String>> {
+        let (status, body) = self
+            .es(
+                reqwest::Method::GET,
+                &format!("_cat/indices/{}-*?format=json&h=index", media.table()),
+                None,
+            )
+            .await?;
+        if status != 200 {
+            bail!("_cat/indices answered {status}: {body}");
+        }
+        Ok(body
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|row| row["index"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub id: String,
+    pub state: String,
+    pub ip: Option<String>,
+    /// The `refresh:range` tag: which range the instance was launched for.
+    pub range: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveState {
+    pub alias: BTreeSet<String>,
+    pub filtered_alias: BTreeSet<String>,
+    pub table_rows: i64,
+    pub table_shape: BTreeSet<(String, String)>,
+}
+
+/// A worker process the local EC2 emulation started: it binds to its instance's address.
+#[derive(Debug, Clone)]
+pub struct WorkerProcess {
+    pub pid: u32,
+    pub address: String,
+}
+
+/// Finds the worker bound to `ip` (`--bind <ip>:<port>` on its command line).
+pub fn find_worker_process(ip: &str) -> Result<Option<WorkerProcess>> {
+    let prefix = format!("{ip}:");
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let bound = args
+            .windows(2)
+            .find(|pair| pair[0] == b"--bind")
+            .and_then(|pair| std::str::from_utf8(pair[1]).ok())
+            .filter(|address| address.starts_with(&prefix));
+        let is_worker = args
+            .first()
+            .is_some_and(|program| program.ends_with(b"indexer-worker"));
+        if let (Some(address), true) = (bound, is_worker) {
+            return Ok(Some(WorkerProcess {
+                pid,
+                address: address.to_string(),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// SIGKILL, as a crash or the OOM killer would: no graceful shutdown.
+pub fn kill_hard(pid: u32) -> Result<()> {
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()?;
+    if !status.success() {
+        bail!("kill -KILL {pid} failed: {status}");
+    }
+    Ok(())
+}
+
+pub fn local_dir() -> PathBuf {
+    std::env::var_os("DATA_REFRESH_LOCAL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".local"))
+}
+
+/// Kills the local Elasticsearch (its whole process group, recorded by `localstack/up`).
+pub fn kill_elasticsearch() -> Result<()> {
+    let file = local_dir().join("run/elasticsearch.pgid");
+    let pgid = std::fs::read_to_string(&file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .trim()
+        .to_string();
+    if pgid.is_empty() || !pgid.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("{} holds no process group id", file.display());
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status()?;
+    if !status.success() {
+        bail!("kill -KILL -{pgid} (Elasticsearch) failed: {status}");
+    }
+    Ok(())
+}
+
+/// Brings back whatever part of the local stack is down (`localstack/up` is idempotent).
+pub fn restart_local_services() -> Result<()> {
+    let output = std::process::Command::new(repo_root().join("localstack/up"))
+        .output()
+        .context("running localstack/up")?;
+    if !output.status.success() {
+        bail!(
+            "localstack/up failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
 }
 
 fn chrono_free_millis() -> u128 {
@@ -294,4 +621,29 @@ pub async fn table_shape(
         .chain(constraints.iter())
         .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
         .collect())
+}
+
+/// Terms of `sample-data/sensitive-terms.txt` that the sample rows carry.
+pub const SENSITIVE_TERMS: [&str; 2] = ["explicitterm", "offensiveterm"];
+
+/// Documents with a sensitive term in their tags, title or description.
+pub fn sensitive_query() -> Value {
+    let terms: Vec<Value> = SENSITIVE_TERMS.iter().map(|t| json!(t)).collect();
+    json!({"bool": {"should": [
+        {"terms": {"tags.name.raw": terms}},
+        {"terms": {"title.raw": terms}},
+        {"terms": {"description.raw": terms}},
+    ], "minimum_should_match": 1}})
+}
+
+/// Rows a refresh must index: copied (not deleted) and not removed from the source.
+pub async fn eligible_rows(db: &tokio_postgres::Client, media: MediaType) -> Result<u64> {
+    let sql = format!(
+        "SELECT count(*) FROM {table} t WHERE NOT t.removed_from_source \
+         AND NOT EXISTS (SELECT 1 FROM {deleted} d WHERE d.identifier = t.identifier)",
+        table = media.table(),
+        deleted = media.deleted_table()
+    );
+    let count: i64 = db.query_one(&sql, &[]).await?.get(0);
+    Ok(count as u64)
 }

@@ -2,36 +2,13 @@
 //! worker processes launched as EC2 instances, real PostgreSQL and Elasticsearch.
 
 use anyhow::Result;
-use e2e::{exclusive, load_sample_data, table_shape, Stack};
+use e2e::{eligible_rows, exclusive, load_sample_data, sensitive_query, table_shape, Stack};
 use refresh_core::media::MediaType;
 use refresh_core::tags::TagFilterConfig;
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
-const SENSITIVE_TERMS: [&str; 2] = ["explicitterm", "offensiveterm"];
-
-fn sensitive_query() -> Value {
-    let terms: Vec<Value> = SENSITIVE_TERMS.iter().map(|t| json!(t)).collect();
-    json!({"bool": {"should": [
-        {"terms": {"tags.name.raw": terms}},
-        {"terms": {"title.raw": terms}},
-        {"terms": {"description.raw": terms}},
-    ], "minimum_should_match": 1}})
-}
-
-/// Rows a refresh must index: copied (not deleted) and not removed from the source.
-async fn eligible_rows(db: &tokio_postgres::Client, media: MediaType) -> Result<u64> {
-    let sql = format!(
-        "SELECT count(*) FROM {table} t WHERE NOT t.removed_from_source \
-         AND NOT EXISTS (SELECT 1 FROM {deleted} d WHERE d.identifier = t.identifier)",
-        table = media.table(),
-        deleted = media.deleted_table()
-    );
-    let count: i64 = db.query_one(&sql, &[]).await?.get(0);
-    Ok(count as u64)
-}
-
 async fn check_refreshed(
     stack: &Stack,
     media: MediaType,

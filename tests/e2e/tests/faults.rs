@@ -1,0 +1,193 @@
+//! Faults during a refresh, in the real engine: a worker killed part-way through its range,
+//! Elasticsearch lost during the filtered reindex, an execution stopped by an operator.
+//! A refresh that survives a fault ends with the exact document count; one that cannot
+//! leaves the live table and aliases as they were, and no instance, temp table or new index.
+
+use anyhow::Result;
+use e2e::{
+    eligible_rows, exclusive, find_worker_process, kill_elasticsearch, kill_hard, load_sample_data,
+    restart_local_services, MediaType, Stack,
+};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(900);
+/// Copies of the sample catalog rows added, so that the reindex phases last long enough
+/// (seconds) to be hit: about 93 000 image rows.
+const LONG_RUN_COPIES: u32 = 30;
+
+#[tokio::test]
+async fn a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact() -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    stack
+        .multiply_catalog(MediaType::Image, LONG_RUN_COPIES)
+        .await?;
+    let arn = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-worker-killed",
+            json!({"media_type": "image", "environment": "staging"}),
+        )
+        .await?;
+
+    let (victim, worker, task) = stack
+        .worker_in_progress(&arn, 5.0..70.0, Duration::from_secs(300))
+        .await?;
+    kill_hard(worker.pid)?;
+    let done = stack.wait(&arn, RUN_TIMEOUT).await?;
+    assert_eq!(
+        done.status, "SUCCEEDED",
+        "after killing the worker of range {:?} at {:.0}%: {:?} {:?}",
+        victim.range, task.progress, done.error, done.cause
+    );
+
+    // One instance per range, and one more for the range whose worker died.
+    let instances = stack.instances(&arn).await?;
+    let mut launches: BTreeMap<String, usize> = BTreeMap::new();
+    for instance in &instances {
+        *launches
+            .entry(instance.range.clone().unwrap_or_default())
+            .or_default() += 1;
+        assert_eq!(instance.state, "terminated", "{instance:?} was left");
+    }
+    let victim_range = victim.range.clone().unwrap_or_default();
+    assert_eq!(launches.remove(&victim_range), Some(2), "{instances:?}");
+    assert!(!launches.is_empty(), "only one range was planned");
+    assert!(
+        launches.values().all(|&n| n == 1),
+        "another range was rerun: {launches:?}"
+    );
+
+    let db = stack.api_db().await?;
+    let eligible = eligible_rows(&db, MediaType::Image).await?;
+    assert!(eligible > 50_000, "the long run indexed {eligible} rows");
+    assert_eq!(
+        stack.count("image", json!({"match_all": {}})).await?,
+        eligible,
+        "documents after the rerun"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn elasticsearch_lost_during_the_filtered_reindex_fails_the_run_and_changes_nothing(
+) -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    stack
+        .multiply_catalog(MediaType::Image, LONG_RUN_COPIES)
+        .await?;
+    let live_before = stack.live_state(MediaType::Image).await?;
+    let indices_before = stack.media_indices(MediaType::Image).await?;
+
+    let arn = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-es-lost",
+            json!({"media_type": "image", "environment": "staging"}),
+        )
+        .await?;
+    stack
+        .wait_for_state(&arn, "Wait for filtered reindex", RUN_TIMEOUT)
+        .await?;
+    kill_elasticsearch()?;
+    // The run must give up while Elasticsearch is still gone: through its Catch.
+    let gave_up = stack
+        .wait_for_state(
+            &arn,
+            "Re-enable alarm actions after failure?",
+            Duration::from_secs(400),
+        )
+        .await;
+    restart_local_services()?;
+    gave_up?;
+
+    let done = stack.wait(&arn, RUN_TIMEOUT).await?;
+    assert_eq!(done.status, "FAILED");
+    let entered = stack.state_names(&arn).await?;
+    assert!(
+        !entered.iter().any(|s| s == "Finish filtered index"),
+        "the filtered reindex finished before Elasticsearch was lost: {entered:?}"
+    );
+    assert!(entered.iter().any(|s| s == "Clean up failed run"));
+
+    // Cleanup (the Catch's, or the status change rule's) removes the run's new indices and
+    // temp table once Elasticsearch is back; the live table and aliases never changed.
+    stack
+        .eventually(
+            "new indices and temp table removed",
+            Duration::from_secs(240),
+            || async {
+                Ok(
+                    stack.media_indices(MediaType::Image).await? == indices_before
+                        && !stack.temp_table_exists(MediaType::Image).await?,
+                )
+            },
+        )
+        .await?;
+    assert_eq!(stack.live_state(MediaType::Image).await?, live_before);
+    assert!(stack.live_instances(&arn).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_execution_stopped_by_an_operator_is_cleaned_up_by_the_status_change_rule() -> Result<()>
+{
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    stack.multiply_catalog(MediaType::Image, 10).await?;
+    let live_before = stack.live_state(MediaType::Image).await?;
+    let indices_before = stack.media_indices(MediaType::Image).await?;
+
+    let arn = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-operator-stop",
+            json!({"media_type": "image", "environment": "staging"}),
+        )
+        .await?;
+    // Stopped while workers index: instances, temp table and new index all exist.
+    stack
+        .worker_in_progress(&arn, 0.0..100.0, Duration::from_secs(300))
+        .await?;
+    assert!(stack.temp_table_exists(MediaType::Image).await?);
+    stack
+        .sfn
+        .stop_execution()
+        .execution_arn(&arn)
+        .send()
+        .await?;
+    assert_eq!(
+        stack.wait(&arn, Duration::from_secs(60)).await?.status,
+        "ABORTED"
+    );
+    let instances = stack.instances(&arn).await?;
+    assert!(!instances.is_empty());
+
+    // Catch does not run for an aborted execution: only the rule's cleanup can do this.
+    stack
+        .eventually(
+            "the aborted run cleaned up",
+            Duration::from_secs(180),
+            || async {
+                Ok(stack.live_instances(&arn).await?.is_empty()
+                    && !stack.temp_table_exists(MediaType::Image).await?
+                    && stack.media_indices(MediaType::Image).await? == indices_before)
+            },
+        )
+        .await?;
+    for instance in instances {
+        let ip = instance.ip.unwrap_or_default();
+        assert!(
+            find_worker_process(&ip)?.is_none(),
+            "the worker on {ip} is still running"
+        );
+    }
+    assert_eq!(stack.live_state(MediaType::Image).await?, live_before);
+    Ok(())
+}
