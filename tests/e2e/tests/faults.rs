@@ -1,5 +1,6 @@
 //! Faults during a refresh, in the real engine: a worker killed part-way through its range,
-//! Elasticsearch lost during the filtered reindex, an execution stopped by an operator.
+//! Elasticsearch lost during the filtered reindex, an execution stopped by an operator, a new
+//! data set far smaller than the live one.
 //! A refresh that survives a fault ends with the exact document count; one that cannot
 //! leaves the live table and aliases as they were, and no instance, temp table or new index.
 
@@ -68,6 +69,48 @@ async fn a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact()
         stack.count("image", json!({"match_all": {}})).await?,
         eligible,
         "documents after the rerun"
+    );
+
+    // Back to the bundled sample: 97 % fewer rows than the index just promoted. The drop
+    // guard refuses that and nothing changes; with the override it goes live, which also
+    // leaves the stack as the other tests expect it.
+    load_sample_data()?;
+    let live_before = stack.live_state(MediaType::Image).await?;
+    let indices_before = stack.media_indices(MediaType::Image).await?;
+    let refused = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-drop-refused",
+            json!({"media_type": "image", "environment": "staging"}),
+        )
+        .await?;
+    let refused = stack.wait(&refused, RUN_TIMEOUT).await?;
+    assert_eq!(
+        (refused.status.as_str(), refused.error.as_deref()),
+        ("FAILED", Some("RecordDropTooLarge")),
+        "{:?}",
+        refused.cause
+    );
+    assert_eq!(stack.live_state(MediaType::Image).await?, live_before);
+    assert_eq!(stack.media_indices(MediaType::Image).await?, indices_before);
+    assert!(!stack.temp_table_exists(MediaType::Image).await?);
+
+    let forced = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-drop-overridden",
+            json!({"media_type": "image", "environment": "staging", "override_record_drop": true}),
+        )
+        .await?;
+    let forced = stack.wait(&forced, RUN_TIMEOUT).await?;
+    assert_eq!(
+        forced.status, "SUCCEEDED",
+        "{:?} {:?}",
+        forced.error, forced.cause
+    );
+    assert_eq!(
+        stack.count("image", json!({"match_all": {}})).await?,
+        eligible_rows(&db, MediaType::Image).await?
     );
     Ok(())
 }
