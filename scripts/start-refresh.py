@@ -7,7 +7,7 @@ Run with the LocalStack venv's Python (it has boto3), after `. .local/env` and
 `. .local/stack.env`:
 
     start-refresh.py --media image --media audio --environment staging [--suffix init]
-        [--allow-concurrent] [--override-record-drop] [--timeout 1800]
+        [--allow-concurrent | --wait-if-busy] [--override-record-drop] [--timeout 1800]
 """
 import argparse
 import json
@@ -24,6 +24,8 @@ def parse_args():
     parser.add_argument("--environment", choices=["staging", "production"], default="staging")
     parser.add_argument("--suffix", help="index suffix (default: generated from the start time)")
     parser.add_argument("--allow-concurrent", action="store_true")
+    parser.add_argument("--wait-if-busy", action="store_true",
+                        help="queue behind a run holding the environment instead of being refused")
     parser.add_argument("--override-record-drop", action="store_true")
     parser.add_argument("--skip-copy", action="store_true")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds to wait for all executions")
@@ -61,6 +63,7 @@ def main():
     for media in args.media:
         execution_input = {"media_type": media, "environment": args.environment,
                            "allow_concurrent": args.allow_concurrent,
+                           "wait_if_busy": args.wait_if_busy,
                            "override_record_drop": args.override_record_drop,
                            "skip_copy": args.skip_copy}
         if args.suffix:

@@ -84,7 +84,7 @@ fn sample_params() -> Value {
     json!({
         "media_type": "image", "environment": "staging", "index_suffix": "init",
         "new_index": "image-init", "new_filtered_index": "image-init-filtered",
-        "temp_table": "temp_import_image", "skip_copy": false, "allow_concurrent": false,
+        "temp_table": "temp_import_image", "skip_copy": false, "allow_concurrent": false, "wait_if_busy": false,
         "max_record_drop_pct": 10.0, "override_record_drop": false, "row_limit": 100000,
         "worker_count": 2, "launch_template": "stack-indexer-worker-staging"
     })

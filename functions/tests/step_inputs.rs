@@ -11,7 +11,7 @@ fn params() -> Value {
     json!({
         "media_type": "audio", "environment": "production", "index_suffix": "20260302000405",
         "new_index": "audio-20260302000405", "new_filtered_index": "audio-20260302000405-filtered",
-        "temp_table": "temp_import_audio", "skip_copy": false, "allow_concurrent": false,
+        "temp_table": "temp_import_audio", "skip_copy": false, "allow_concurrent": false, "wait_if_busy": false,
         "max_record_drop_pct": 10.0, "override_record_drop": false, "row_limit": null,
         "worker_count": 6, "launch_template": "stack-indexer-worker-production"
     })

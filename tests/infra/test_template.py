@@ -310,7 +310,9 @@ def test_weekly_schedules_for_image_and_audio_in_both_environments():
         (target,) = rule["Targets"]
         assert target["Arn"] == {"Ref": "DataRefreshStateMachine"}
         payload = json.loads(target["Input"])
-        assert set(payload) == {"media_type", "environment"}
+        assert set(payload) == {"media_type", "environment", "wait_if_busy"}
+        # Image and audio start together: the later one queues instead of being refused.
+        assert payload["wait_if_busy"] is True
         seen.add((payload["media_type"], payload["environment"]))
     assert seen == {(m, e) for m in ("image", "audio") for e in ("staging", "production")}
 

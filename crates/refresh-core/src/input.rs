@@ -64,6 +64,10 @@ pub struct RefreshInput {
     pub skip_copy: Option<bool>,
     #[serde(default)]
     pub allow_concurrent: Option<bool>,
+    /// Wait (bounded by the stack's ConflictMaxWaits) while another run holds the
+    /// environment, instead of being refused at once. The weekly schedules set it.
+    #[serde(default)]
+    pub wait_if_busy: Option<bool>,
     #[serde(default)]
     pub max_record_drop_pct: Option<f64>,
     #[serde(default)]
@@ -84,6 +88,9 @@ pub struct RefreshParams {
     pub temp_table: String,
     pub skip_copy: bool,
     pub allow_concurrent: bool,
+    /// Absent in a `P` written before the field existed: refuse, as then.
+    #[serde(default)]
+    pub wait_if_busy: bool,
     pub max_record_drop_pct: f64,
     pub override_record_drop: bool,
     /// `None`: no limit (always in production).
@@ -230,6 +237,7 @@ impl RefreshInput {
             temp_table: media.temp_table().to_string(),
             skip_copy: self.skip_copy.unwrap_or(false),
             allow_concurrent: self.allow_concurrent.unwrap_or(false),
+            wait_if_busy: self.wait_if_busy.unwrap_or(false),
             max_record_drop_pct,
             override_record_drop: self.override_record_drop.unwrap_or(false),
             row_limit,
@@ -358,6 +366,10 @@ mod tests {
         assert_eq!(params.new_filtered_index, "image-20260302000405-filtered");
         assert_eq!(params.temp_table, "temp_import_image");
         assert!(!params.skip_copy && !params.allow_concurrent && !params.override_record_drop);
+        assert!(
+            !params.wait_if_busy,
+            "an operator's run is refused, not queued"
+        );
         assert_eq!(params.max_record_drop_pct, 10.0);
         assert_eq!(params.row_limit, Some(100_000));
         assert_eq!(params.worker_count, 2);
@@ -370,9 +382,10 @@ mod tests {
         let params = validate(json!({
             "media_type": "audio", "environment": "staging", "index_suffix": "init",
             "skip_copy": true, "allow_concurrent": true, "max_record_drop_pct": 2.5,
-            "override_record_drop": true, "row_limit": 7
+            "override_record_drop": true, "row_limit": 7, "wait_if_busy": true
         }))
         .unwrap();
+        assert!(params.wait_if_busy);
         assert_eq!(params.new_index, "audio-init");
         assert_eq!(params.new_filtered_index, "audio-init-filtered");
         assert!(params.skip_copy && params.allow_concurrent && params.override_record_drop);
@@ -433,6 +446,10 @@ mod tests {
             (
                 json!({"media_type": "image", "environment": "staging", "allow_concurrent": 1}),
                 "allow_concurrent",
+            ),
+            (
+                json!({"media_type": "image", "environment": "staging", "wait_if_busy": "no"}),
+                "wait_if_busy",
             ),
             (
                 json!({"media_type": "image", "environment": "staging", "row_limit": -1}),

@@ -159,7 +159,7 @@ async fn full_refresh_of_image_and_audio_then_a_second_refresh_replaces_the_indi
 }
 
 #[tokio::test]
-async fn a_second_refresh_of_the_same_environment_is_refused() -> Result<()> {
+async fn a_second_refresh_of_the_same_environment_is_refused_unless_it_may_wait() -> Result<()> {
     let _guard = exclusive().await;
     let stack = Stack::connect().await;
     load_sample_data()?;
@@ -195,11 +195,39 @@ async fn a_second_refresh_of_the_same_environment_is_refused() -> Result<()> {
         "the refusal names the running execution: {cause}"
     );
 
+    // What the weekly schedules send: the later run queues behind the first.
+    let queued = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-queued",
+            json!({"media_type": "audio", "environment": "staging", "wait_if_busy": true}),
+        )
+        .await?;
+    stack
+        .wait_for_state(
+            &queued,
+            "Wait for the other run to finish",
+            Duration::from_secs(120),
+        )
+        .await?;
+
     let first_done = stack.wait(&first, RUN_TIMEOUT).await?;
     assert_eq!(
         first_done.status, "SUCCEEDED",
         "{:?} {:?}",
         first_done.error, first_done.cause
+    );
+    let queued_done = stack.wait(&queued, RUN_TIMEOUT).await?;
+    assert_eq!(
+        queued_done.status, "SUCCEEDED",
+        "the queued run: {:?} {:?}",
+        queued_done.error, queued_done.cause
+    );
+    let entered = stack.state_names(&queued).await?;
+    let position = |name: &str| entered.iter().position(|s| s == name);
+    assert!(
+        position("Wait for the other run to finish") < position("Count documents before"),
+        "the queued run started work before the first finished: {entered:?}"
     );
     Ok(())
 }

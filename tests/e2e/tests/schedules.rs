@@ -115,8 +115,8 @@ async fn weekly_rules_start_the_refresh_of_each_media_and_environment() -> Resul
         );
         assert_eq!(
             rule.input,
-            json!({"media_type": scope.0, "environment": scope.1}),
-            "rule {}: the input carries only the scope",
+            json!({"media_type": scope.0, "environment": scope.1, "wait_if_busy": true}),
+            "rule {}: the scope, and queue behind the other media's run",
             rule.name
         );
         assert!(
