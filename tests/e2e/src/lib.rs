@@ -324,15 +324,16 @@ impl Stack {
         Ok(response.json().await?)
     }
 
-    /// Waits for a worker of this execution whose task is active with a progress in
-    /// `progress` (percent), and returns it with its instance.
+    /// Waits for a worker of this execution (in `environment`) whose task is active with a
+    /// progress in `progress` (percent), and returns it with its instance.
     pub async fn worker_in_progress(
         &self,
         execution_arn: &str,
+        environment: &str,
         progress: std::ops::Range<f64>,
         timeout: Duration,
     ) -> Result<(Instance, WorkerProcess, TaskStatus)> {
-        let token = self.worker_token("staging").await?;
+        let token = self.worker_token(environment).await?;
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             for instance in self.instances(execution_arn).await? {
@@ -435,8 +436,8 @@ impl Stack {
         }
     }
 
-    /// Aliases `<media>` and `<media>-filtered` with their indices, and the live table's
-    /// row count: what no failed run may change.
+    /// Aliases `<media>` and `<media>-filtered` with their indices, the live table's row
+    /// count, indexes and constraints: what no failed run may change.
     pub async fn live_state(&self, media: MediaType) -> Result<LiveState> {
         let db = self.api_db().await?;
         let rows: i64 = db

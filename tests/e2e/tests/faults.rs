@@ -35,7 +35,7 @@ async fn a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact()
         .await?;
 
     let (victim, worker, task) = stack
-        .worker_in_progress(&arn, 5.0..70.0, Duration::from_secs(300))
+        .worker_in_progress(&arn, "staging", 5.0..70.0, Duration::from_secs(300))
         .await?;
     kill_hard(worker.pid)?;
     let done = stack.wait(&arn, RUN_TIMEOUT).await?;
@@ -196,7 +196,7 @@ async fn an_execution_stopped_by_an_operator_is_cleaned_up_by_the_status_change_
         .await?;
     // Stopped while workers index: instances, temp table and new index all exist.
     stack
-        .worker_in_progress(&arn, 0.0..100.0, Duration::from_secs(300))
+        .worker_in_progress(&arn, "staging", 0.0..100.0, Duration::from_secs(300))
         .await?;
     assert!(stack.temp_table_exists(MediaType::Image).await?);
     stack
