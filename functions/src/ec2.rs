@@ -13,11 +13,18 @@ pub const EXECUTION_TAG: &str = "refresh:execution";
 /// States in which an instance still runs, or may run again, and so must be terminated.
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 
+/// States in which a worker may still send requests: live, or shutting down.
+const NOT_GONE_STATES: [&str; 5] = ["pending", "running", "stopping", "stopped", "shutting-down"];
+
 /// TerminateInstances takes at most this many ids per call.
 const TERMINATE_BATCH: usize = 1000;
 
 /// The DescribeInstances filters selecting the live workers of one execution.
 pub fn execution_filters(execution_arn: &str) -> Vec<Filter> {
+    filters_in_states(execution_arn, &LIVE_STATES)
+}
+
+fn filters_in_states(execution_arn: &str, states: &[&str]) -> Vec<Filter> {
     vec![
         Filter::builder()
             .name(format!("tag:{EXECUTION_TAG}"))
@@ -25,9 +32,44 @@ pub fn execution_filters(execution_arn: &str) -> Vec<Filter> {
             .build(),
         Filter::builder()
             .name("instance-state-name")
-            .set_values(Some(LIVE_STATES.iter().map(|s| s.to_string()).collect()))
+            .set_values(Some(states.iter().map(|s| s.to_string()).collect()))
             .build(),
     ]
+}
+
+/// Waits until no worker of `execution_arn` is live or shutting down (a worker finishes its
+/// in-flight bulk requests on SIGTERM, and one landing after its index was deleted would
+/// re-create it). Returns the ids still not gone when `timeout` passed (empty: all gone).
+pub async fn wait_until_gone(
+    client: &aws_sdk_ec2::Client,
+    execution_arn: &str,
+    timeout: std::time::Duration,
+) -> StepResult<Vec<String>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let described = client
+            .describe_instances()
+            .set_filters(Some(filters_in_states(execution_arn, &NOT_GONE_STATES)))
+            .send()
+            .await
+            .map_err(|e| ec2_error("DescribeInstances", &e))?;
+        let remaining: Vec<String> = described
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| {
+                !matches!(
+                    i.state().and_then(|s| s.name()),
+                    Some(InstanceStateName::Terminated)
+                )
+            })
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect();
+        if remaining.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(remaining);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }
 
 /// Instance ids in `reservations` that are not already going away, in order, without repeats.

@@ -353,6 +353,9 @@ async fn execute_workers_only(ctx: &Context, plan: &CleanupPlan) -> StepResult<C
     Ok(output)
 }
 
+/// How long cleanup waits for terminated workers to be gone before deleting their index.
+pub const WORKER_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(180);
+
 /// Workers, then the database, then the indices; every part is tried, the first error is
 /// returned after all of them ran (a retry repeats only what is left).
 async fn execute(ctx: &Context, plan: &CleanupPlan, database: bool) -> StepResult<CleanupOutput> {
@@ -384,6 +387,17 @@ async fn execute(ctx: &Context, plan: &CleanupPlan, database: bool) -> StepResul
     keep(
         async {
             let search = SearchClient::from_secrets(&secrets)?;
+            // A worker still shutting down may send one more bulk request, which would
+            // re-create a deleted index with dynamic mappings.
+            let remaining = crate::ec2::wait_until_gone(
+                &ctx.ec2(),
+                &plan.execution_arn,
+                WORKER_SHUTDOWN_WAIT,
+            )
+            .await?;
+            if !remaining.is_empty() {
+                tracing::warn!(instances = ?remaining, "workers still shutting down; deleting the indices anyway");
+            }
             let removed = delete_unaliased(&search, plan.media, &plan.indices).await?;
             output.deleted_indices = removed.deleted;
             output.kept_indices = removed.kept;

@@ -533,6 +533,45 @@ pub fn find_worker_process(ip: &str) -> Result<Option<WorkerProcess>> {
     Ok(None)
 }
 
+/// The last log lines of the deployed function whose log group name contains `function`
+/// (CloudWatch Logs in LocalStack), for a failure message.
+pub fn function_logs(function: &str) -> String {
+    let aws = std::env::var_os("LOCALSTACK_VENV")
+        .map(|venv| PathBuf::from(venv).join("bin/aws"))
+        .unwrap_or_else(|| PathBuf::from("aws"));
+    let run = |args: &[&str]| {
+        std::process::Command::new(&aws)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let groups = run(&[
+        "logs",
+        "describe-log-groups",
+        "--query",
+        "logGroups[].logGroupName",
+        "--output",
+        "text",
+    ]);
+    let Some(group) = groups.split_whitespace().find(|g| g.contains(function)) else {
+        return format!("(no log group containing {function:?})");
+    };
+    let messages = run(&[
+        "logs",
+        "filter-log-events",
+        "--log-group-name",
+        group,
+        "--query",
+        "events[].message",
+        "--output",
+        "text",
+    ]);
+    let lines: Vec<&str> = messages.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
 /// SIGKILL, as a crash or the OOM killer would: no graceful shutdown.
 pub fn kill_hard(pid: u32) -> Result<()> {
     let status = std::process::Command::new("kill")

@@ -6,8 +6,8 @@
 
 use anyhow::Result;
 use e2e::{
-    eligible_rows, exclusive, find_worker_process, kill_elasticsearch, kill_hard, load_sample_data,
-    restart_local_services, MediaType, Stack,
+    eligible_rows, exclusive, find_worker_process, function_logs, kill_elasticsearch, kill_hard,
+    load_sample_data, restart_local_services, MediaType, Stack,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -213,17 +213,26 @@ async fn an_execution_stopped_by_an_operator_is_cleaned_up_by_the_status_change_
     assert!(!instances.is_empty());
 
     // Catch does not run for an aborted execution: only the rule's cleanup can do this.
-    stack
+    let cleaned = stack
         .eventually(
             "the aborted run cleaned up",
-            Duration::from_secs(180),
+            Duration::from_secs(240),
             || async {
                 Ok(stack.live_instances(&arn).await?.is_empty()
                     && !stack.temp_table_exists(MediaType::Image).await?
                     && stack.media_indices(MediaType::Image).await? == indices_before)
             },
         )
-        .await?;
+        .await;
+    if let Err(e) = cleaned {
+        anyhow::bail!(
+            "{e}\nlive instances: {:?}\ntemp table: {:?}\nindices: {:?} (before: {indices_before:?})\ncleanup function log:\n{}",
+            stack.live_instances(&arn).await,
+            stack.temp_table_exists(MediaType::Image).await,
+            stack.media_indices(MediaType::Image).await,
+            function_logs("CleanupFunction")
+        );
+    }
     for instance in instances {
         let ip = instance.ip.unwrap_or_default();
         assert!(
