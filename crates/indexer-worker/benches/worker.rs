@@ -21,20 +21,12 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "bench-token";
 
-async fn create_index(http: &reqwest::Client, es: &str, index: &str) {
+async fn create_index(es: &str, index: &str) {
     // Production settings and mappings, one shard, no replicas, refresh off (DESIGN §8).
-    let body = refresh_core::es::index::index_body(MediaType::Image, 1).unwrap();
-    let r = http
-        .put(format!("{es}/{index}"))
-        .json(&body)
-        .send()
+    let client = refresh_core::es::SearchClient::new(es).unwrap();
+    refresh_core::es::create_index(&client, MediaType::Image, index, 1)
         .await
         .unwrap();
-    assert!(
-        r.status().is_success(),
-        "create index: {}",
-        r.text().await.unwrap()
-    );
 }
 
 async fn count(http: &reqwest::Client, es: &str, index: &str) -> u64 {
@@ -287,7 +279,7 @@ async fn main() {
     println!("generated in {:.1}s", t.elapsed().as_secs_f64());
 
     let worker_index = format!("image-{}", testkit::unique_name("bench_worker"));
-    create_index(&http, &es, &worker_index).await;
+    create_index(&es, &worker_index).await;
     println!("worker run…");
     let worker = run_worker(&dbs.api_url, &es, &worker_index, min, max).await;
     assert_eq!(
@@ -303,7 +295,7 @@ async fn main() {
     let ndjson = std::env::temp_dir().join(format!("{}.ndjson", testkit::unique_name("bench")));
     let docs = write_ndjson(&dbs.api, &ndjson, max).await;
     let ceiling_index = format!("image-{}", testkit::unique_name("bench_ceiling"));
-    create_index(&http, &es, &ceiling_index).await;
+    create_index(&es, &ceiling_index).await;
     println!("ceiling run ({docs} docs pre-serialised)…");
     let ceiling = ceiling(&http, &es, &ceiling_index, &ndjson, 2000, 4).await;
     http.delete(format!("{es}/{ceiling_index}"))

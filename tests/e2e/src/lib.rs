@@ -85,6 +85,18 @@ impl Stack {
         Ok(started.execution_arn().to_string())
     }
 
+    /// Starts an execution and waits for it to end (see [`Stack::wait`]).
+    pub async fn run(
+        &self,
+        state_machine: &str,
+        name: &str,
+        input: Value,
+        timeout: Duration,
+    ) -> Result<Finished> {
+        let arn = self.start(state_machine, name, input).await?;
+        self.wait(&arn, timeout).await
+    }
+
     pub async fn status(&self, arn: &str) -> Result<String> {
         let described = self
             .sfn

@@ -78,13 +78,13 @@ async fn a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact()
     let live_before = stack.live_state(MediaType::Image).await?;
     let indices_before = stack.media_indices(MediaType::Image).await?;
     let refused = stack
-        .start(
+        .run(
             &stack.refresh_arn,
             "e2e-drop-refused",
             json!({"media_type": "image", "environment": "staging"}),
+            RUN_TIMEOUT,
         )
         .await?;
-    let refused = stack.wait(&refused, RUN_TIMEOUT).await?;
     assert_eq!(
         (refused.status.as_str(), refused.error.as_deref()),
         ("FAILED", Some("RecordDropTooLarge")),
@@ -96,13 +96,13 @@ async fn a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact()
     assert!(!stack.temp_table_exists(MediaType::Image).await?);
 
     let forced = stack
-        .start(
+        .run(
             &stack.refresh_arn,
             "e2e-drop-overridden",
             json!({"media_type": "image", "environment": "staging", "override_record_drop": true}),
+            RUN_TIMEOUT,
         )
         .await?;
-    let forced = stack.wait(&forced, RUN_TIMEOUT).await?;
     assert_eq!(
         forced.status, "SUCCEEDED",
         "{:?} {:?}",

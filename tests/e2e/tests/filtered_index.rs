@@ -16,14 +16,14 @@ async fn the_filtered_index_is_rebuilt_from_the_live_index_and_promoted() -> Res
     if stack.alias_targets(media.alias()).await?.is_empty() {
         // A fresh stack has no live index yet: make one with a full refresh.
         load_sample_data()?;
-        let arn = stack
-            .start(
+        let done = stack
+            .run(
                 &stack.refresh_arn,
                 "e2e-filtered-setup",
                 json!({"media_type": "audio", "environment": "staging"}),
+                RUN_TIMEOUT,
             )
             .await?;
-        let done = stack.wait(&arn, RUN_TIMEOUT).await?;
         assert_eq!(
             done.status, "SUCCEEDED",
             "{:?} {:?}",
@@ -37,14 +37,14 @@ async fn the_filtered_index_is_rebuilt_from_the_live_index_and_promoted() -> Res
     let live_sensitive = stack.count(&live, sensitive_query()).await?;
     assert!(live_sensitive > 0, "the sample has sensitive documents");
 
-    let arn = stack
-        .start(
+    let done = stack
+        .run(
             &stack.filtered_arn,
             "e2e-filtered-only",
             json!({"media_type": "audio", "environment": "staging"}),
+            RUN_TIMEOUT,
         )
         .await?;
-    let done = stack.wait(&arn, RUN_TIMEOUT).await?;
     assert_eq!(
         done.status, "SUCCEEDED",
         "{:?} {:?}",
@@ -83,7 +83,7 @@ async fn the_filtered_index_is_rebuilt_from_the_live_index_and_promoted() -> Res
         "the rebuilt index is the live one without the sensitive documents"
     );
     assert!(
-        stack.instances(&arn).await?.is_empty(),
+        stack.instances(&done.arn).await?.is_empty(),
         "no worker is needed"
     );
     Ok(())

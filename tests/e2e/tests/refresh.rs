@@ -139,14 +139,14 @@ async fn full_refresh_of_image_and_audio_then_a_second_refresh_replaces_the_indi
     );
 
     // A second refresh promotes a new index and deletes the one the first made.
-    let again = stack
-        .start(
+    let again_done = stack
+        .run(
             &stack.refresh_arn,
             "e2e-image-again",
             json!({"media_type": "image", "environment": "staging"}),
+            RUN_TIMEOUT,
         )
         .await?;
-    let again_done = stack.wait(&again, RUN_TIMEOUT).await?;
     let second_index = check_refreshed(
         &stack,
         MediaType::Image,
@@ -174,14 +174,14 @@ async fn a_second_refresh_of_the_same_environment_is_refused_unless_it_may_wait(
         .wait_for_state(&first, "Count documents before", Duration::from_secs(120))
         .await?;
 
-    let second = stack
-        .start(
+    let refused = stack
+        .run(
             &stack.refresh_arn,
             "e2e-second",
             json!({"media_type": "audio", "environment": "staging"}),
+            Duration::from_secs(120),
         )
         .await?;
-    let refused = stack.wait(&second, Duration::from_secs(120)).await?;
     assert_eq!(refused.status, "FAILED");
     assert_eq!(
         refused.error.as_deref(),

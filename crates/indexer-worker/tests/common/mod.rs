@@ -70,22 +70,13 @@ impl Fixture {
         &self.dbs.api
     }
 
-    /// The production settings and mappings (`refresh_core::es::index::index_body`), one shard.
+    /// The production settings and mappings, one shard.
     async fn create_index(&self) {
         let media: refresh_core::media::MediaType = self.media.parse().unwrap();
-        let body = refresh_core::es::index::index_body(media, 1).unwrap();
-        let r = self
-            .http
-            .put(format!("{}/{}", self.es_url, self.index))
-            .json(&body)
-            .send()
+        let client = refresh_core::es::SearchClient::new(&self.es_url).unwrap();
+        refresh_core::es::create_index(&client, media, &self.index, 1)
             .await
             .unwrap();
-        assert!(
-            r.status().is_success(),
-            "creating index: {}",
-            r.text().await.unwrap()
-        );
     }
 
     pub async fn delete_index(&self) {
