@@ -4,7 +4,7 @@
 //! The bearer token is sent on every call but `/healthcheck` and never appears in an error or
 //! a log line: messages name the worker by `ip:port` and quote only the worker's own answer.
 
-use crate::steps::runner::StepFailure;
+use crate::runtime::StepFailure;
 use refresh_core::error::{ErrorKind, StepError};
 use refresh_core::input::RefreshParams;
 use secrecy::{ExposeSecret, SecretString};

@@ -12,14 +12,16 @@ use refresh_core::es::{
     IndexHealth, TaskStatus,
 };
 use refresh_core::guard::DropReport;
+use refresh_core::machines::ADMISSION_STATES;
 use refresh_core::pg::copy::CopyProgress;
 use refresh_core::pg::promote::{PromotionReport, ReapplyReport};
-use refresh_functions::parse_input;
-use refresh_functions::steps::cleanup::{parse_cleanup_request, CleanupOutput, ADMISSION_STATES};
-use refresh_functions::steps::concurrency::CheckConcurrencyInput;
-use refresh_functions::steps::report::RefreshReport;
-use refresh_functions::steps::validate::parse_validate_request;
-use refresh_functions::steps::*;
+use refresh_core::ranges::plan_ranges;
+use refresh_core::report::RefreshReport;
+use refresh_functions::steps::check_worker::WorkerHealth;
+use refresh_functions::steps::cleanup::CleanupOutput;
+use refresh_functions::steps::filter_tags::TagsFiltered;
+use refresh_functions::steps::start_reindex_task::StartedTask;
+use refresh_functions::steps::Step;
 use refresh_functions::worker_client::{TaskProgress, WorkerTaskStatus};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -145,46 +147,10 @@ fn payload(parameters: &Value, machine: &str) -> Value {
     }
 }
 
-/// Parses `payload` with the step's input type, as its binary does.
+/// Parses `payload` with the step's input type (and its checks), as the step does.
 fn parse_step_input(step: &str, payload: Value) -> Result<(), String> {
-    fn p<T: serde::de::DeserializeOwned>(payload: Value) -> Result<(), String> {
-        parse_input::<T>(payload).map(|_| ()).map_err(|e| e.message)
-    }
-    match step {
-        "validate_input" => parse_validate_request(payload)
-            .map(|_| ())
-            .map_err(|e| e.message),
-        "check_concurrency" => {
-            let input: CheckConcurrencyInput = parse_input(payload).map_err(|e| e.message)?;
-            input.scope().map(|_| ()).map_err(|e| e.message)
-        }
-        "count_documents" => p::<CountDocumentsInput>(payload),
-        "copy_data" => p::<CopyDataInput>(payload),
-        "filter_tags" | "plan_ranges" | "reapply_constraints" | "promote_table" => {
-            p::<ParamsInput>(payload)
-        }
-        "create_index" => p::<CreateIndexInput>(payload),
-        "check_worker" => p::<CheckWorkerInput>(payload),
-        "start_reindex_task" => p::<StartReindexTaskInput>(payload),
-        "get_reindex_task" => p::<GetReindexTaskInput>(payload),
-        "finish_index" | "check_index_health" => p::<IndexInput>(payload),
-        "start_filtered_reindex" => p::<StartFilteredReindexInput>(payload),
-        "get_es_task" => p::<GetEsTaskInput>(payload),
-        "check_record_drop" => p::<CheckRecordDropInput>(payload),
-        "promote_alias" => {
-            let input: PromoteAliasInput = parse_input(payload).map_err(|e| e.message)?;
-            input.check().map(|_| ()).map_err(|e| e.message)
-        }
-        "delete_indices" => {
-            let input: DeleteIndicesInput = parse_input(payload).map_err(|e| e.message)?;
-            input.check().map_err(|e| e.message)
-        }
-        "report" => p::<ReportInput>(payload),
-        "cleanup" => parse_cleanup_request(payload)
-            .map(|_| ())
-            .map_err(|e| e.message),
-        other => Err(format!("no input type known for step {other}")),
-    }
+    let step = Step::from_name(step).ok_or_else(|| format!("no step named {step}"))?;
+    step.check_input(payload).map_err(|e| e.message)
 }
 
 fn keys<T: Serialize>(value: T) -> BTreeSet<String> {
@@ -289,6 +255,8 @@ fn output_keys(step: &str) -> BTreeSet<String> {
             by_source: BTreeMap::new(),
         }),
         "cleanup" => keys(CleanupOutput::default()),
+        // Succeeds with `{}` or refuses with ConcurrencyConflict.
+        "check_concurrency" => BTreeSet::new(),
         other => panic!("no output known for step {other}"),
     }
 }
@@ -364,16 +332,20 @@ fn every_lambda_task_payload_parses_with_its_step_input() {
     let mut problems = Vec::new();
     for (file, machine) in MACHINES {
         for task in lambda_tasks(file, machine) {
-            let binary = root()
-                .join("functions/src/bin")
-                .join(format!("{}.rs", task.step));
-            if !binary.exists() {
-                problems.push(format!(
-                    "{file} \"{}\" calls {} but {} does not exist",
-                    task.state,
-                    task.step,
-                    binary.display()
-                ));
+            match Step::from_name(&task.step) {
+                None => problems.push(format!(
+                    "{file} \"{}\" calls {} but no such step is registered in functions/src/steps/mod.rs",
+                    task.state, task.step
+                )),
+                Some(step) if step.function_logical_id() != format!("{}Function", camel(&task.step)) => {
+                    problems.push(format!(
+                        "{file} \"{}\": step {} is registered as {}",
+                        task.state,
+                        task.step,
+                        step.function_logical_id()
+                    ))
+                }
+                Some(_) => {}
             }
             if let Err(e) = parse_step_input(&task.step, task.payload.clone()) {
                 problems.push(format!(
@@ -440,6 +412,38 @@ fn every_field_read_from_a_step_result_is_in_its_output() {
             }
         }
         assert!(checked > 5, "{file}: only {checked} result reads checked");
+    }
+}
+
+/// `check_concurrency` → `CheckConcurrency`.
+fn camel(step: &str) -> String {
+    step.split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Adding a step (docs/ARCHITECTURE.md "Adding a step"): registered in `steps!`, called by a
+/// definition, its output known here. `tests/infra` checks the template's side.
+#[test]
+fn every_registered_step_is_called_and_its_output_known() {
+    let mut called = BTreeSet::new();
+    for (file, machine) in MACHINES {
+        called.extend(lambda_tasks(file, machine).into_iter().map(|t| t.step));
+    }
+    for step in Step::ALL {
+        assert!(
+            called.contains(step.name()),
+            "step {} is registered but no definition calls it",
+            step.name()
+        );
+        // Panics for a step whose output this test does not know.
+        output_keys(step.name());
     }
 }
 

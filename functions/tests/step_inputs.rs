@@ -3,8 +3,11 @@
 
 use refresh_core::error::ErrorKind;
 use refresh_functions::parse_input;
-use refresh_functions::steps::concurrency::CheckConcurrencyInput;
-use refresh_functions::steps::*;
+use refresh_functions::steps::check_concurrency::CheckConcurrencyInput;
+use refresh_functions::steps::check_worker::CheckWorkerInput;
+use refresh_functions::steps::copy_data::CopyDataInput;
+use refresh_functions::steps::params::{IndexInput, ParamsInput};
+use refresh_functions::steps::start_reindex_task::StartReindexTaskInput;
 use serde_json::{json, Value};
 
 fn params() -> Value {

@@ -23,6 +23,7 @@ from cfnlint.decode import decode_str
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"
 ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
+STEPS_REGISTRY = ROOT / "functions" / "src" / "steps" / "mod.rs"
 DEFINITIONS = {
     "DataRefreshStateMachine": ROOT / "statemachine" / "data-refresh.asl.json",
     "FilteredIndexStateMachine": ROOT / "statemachine" / "filtered-index.asl.json",
@@ -257,14 +258,44 @@ def test_sam_transform_succeeds_after_packaging(monkeypatch):
         assert {"REFRESH_SECRET_ID_STAGING", "REFRESH_SECRET_ID_PRODUCTION", "WORKER_PORT"} <= env.keys()
 
 
+def step_of(function: dict) -> str:
+    """The step a function runs: every function shares one bootstrap and names its step."""
+    return function["Properties"]["Environment"]["Variables"]["REFRESH_STEP"]
+
+
+def registered_steps() -> dict[str, str]:
+    """`module => Variant` lines of the `steps!` registry in functions/src/steps/mod.rs."""
+    text = STEPS_REGISTRY.read_text()
+    block = text.split("steps! {", 1)[1].split("}", 1)[0]
+    return dict(re.findall(r"^\s*([a-z_]+) => ([A-Za-z]+),", block, flags=re.MULTILINE))
+
+
 def test_every_architecture_lambda_has_a_function_and_nothing_else():
     template = load_template()
-    code_uris = {
-        Path(r["Properties"]["CodeUri"]).name
-        for r in template["Resources"].values()
-        if r["Type"] == "AWS::Serverless::Function"
-    }
-    assert code_uris == architecture_binaries()
+    functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
+    steps = [step_of(f) for f in functions]
+    assert len(steps) == len(set(steps)), f"two functions run the same step: {sorted(steps)}"
+    assert set(steps) == architecture_binaries()
+    # One bootstrap serves every step.
+    assert {f["Properties"]["CodeUri"] for f in functions} == {"build/lambda/refresh-step/"}
+
+
+def test_adding_a_step_touches_every_place():
+    """A step exists in the registry, the architecture table, the template (its function,
+    named after the registry's variant) and a definition, or in none of them."""
+    template = load_template()
+    resources = template["Resources"]
+    registry = registered_steps()
+    assert len(registry) >= 21
+    assert set(registry) == architecture_binaries()
+    used = set()
+    for path in DEFINITIONS.values():
+        used |= set(SUB_PATTERN.findall(path.read_text()))
+    for step, variant in registry.items():
+        function_id = f"{variant}Function"
+        assert function_id in resources, f"step {step}: no {function_id} in the template"
+        assert step_of(resources[function_id]) == step, function_id
+        assert f"{function_id}Arn" in used, f"step {step}: no definition calls ${{{function_id}Arn}}"
 
 
 def test_no_iam_action_is_a_wildcard():
@@ -328,12 +359,26 @@ def test_aborted_timed_out_and_failed_executions_trigger_cleanup():
     assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["CleanupFunction", "Arn"]}
 
 
+def user_data_script(template: dict, env: str) -> tuple[str, dict]:
+    """The launch template's user data as Fn::Sub sees it, with the shared script (a
+    Fn::FindInMap variable into the template's Mappings) put in place, and the other
+    variables. Only ${WorkerScript} is resolved; the rest is left to Fn::Sub."""
+    data = template["Resources"][f"WorkerLaunchTemplate{env}"]["Properties"]["LaunchTemplateData"]
+    script, variables = data["UserData"]["Fn::Base64"]["Fn::Sub"]
+    variables = dict(variables)
+    map_name, key, attribute = variables.pop("WorkerScript")["Fn::FindInMap"]
+    body = template["Mappings"][map_name][key][attribute]
+    assert isinstance(body, str)
+    assert script.count("${WorkerScript}") == 1
+    return script.replace("${WorkerScript}", body), variables
+
+
 def test_launch_templates_start_the_worker_on_the_worker_port_only_from_the_functions():
     template = load_template()
     resources = template["Resources"]
     for env in ("Staging", "Production"):
         data = resources[f"WorkerLaunchTemplate{env}"]["Properties"]["LaunchTemplateData"]
-        script, variables = data["UserData"]["Fn::Base64"]["Fn::Sub"]
+        script, variables = user_data_script(template, env)
         assert script.startswith("#!")
         assert "INSTANCE_IP" in script and "WORKER_BINARY" in script
         assert variables["SecretId"] == {"Ref": f"{env}Secret"}
@@ -362,13 +407,32 @@ def test_user_data_is_the_worker_crate_script_behind_the_template_settings():
     assert "${" not in script_file.read_text(), "the worker script must not contain ${ (Fn::Sub would expand it)"
     template = load_template()
     for env in ("Staging", "Production"):
-        data = template["Resources"][f"WorkerLaunchTemplate{env}"]["Properties"]["LaunchTemplateData"]
-        script, _ = data["UserData"]["Fn::Base64"]["Fn::Sub"]
+        script, _ = user_data_script(template, env)
         head, embedded = script.split(HEADER_END, 1)
         assert head.split("\n", 1)[0] == shebang
         assert embedded == body, f"{env}: the embedded user data differs from {script_file}; rebuild the template's copy"
         exported = set(re.findall(r"^export ([A-Z_0-9]+)=", head, flags=re.MULTILINE))
         assert {"WORKER_ARTIFACT", "REFRESH_SECRET_ID", "WORKER_PORT", "IDLE_SHUTDOWN_SECS"} <= exported
+
+
+def test_the_two_launch_templates_differ_only_in_their_environment():
+    """One definition in effect: with the environment's name blanked out, the staging and
+    production launch templates are the same (same data, same user data, same exports)."""
+    template = load_template()
+    resources = template["Resources"]
+
+    def normalized(env: str) -> str:
+        text = json.dumps(resources[f"WorkerLaunchTemplate{env}"], sort_keys=True)
+        assert env in text and env.lower() in text
+        return text.replace(env, "<Env>").replace(env.lower(), "<env>")
+
+    assert normalized("Staging") == normalized("Production")
+    for env in ("Staging", "Production"):
+        props = resources[f"WorkerLaunchTemplate{env}"]["Properties"]
+        assert props["LaunchTemplateName"] == {"Fn::Sub": f"${{AWS::StackName}}-indexer-worker-{env.lower()}"}
+        data = props["LaunchTemplateData"]
+        assert data["InstanceType"] == {"Ref": f"WorkerInstanceType{env}"}
+        assert data["TagSpecifications"][0]["Tags"] == [{"Key": "refresh:environment", "Value": env.lower()}]
 
 
 # ---------------------------------------------------------------- definitions
@@ -403,7 +467,7 @@ def test_function_substitutions_name_architecture_lambdas(logical_id):
     for key, value in function_subs.items():
         function_id = value["Fn::GetAtt"][0]
         assert key == function_id + "Arn"
-        assert Path(resources[function_id]["Properties"]["CodeUri"]).name in binaries
+        assert step_of(resources[function_id]) in binaries
     # The state machine may invoke exactly the functions its definition names.
     role_id = resources[logical_id]["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     invokable = {

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use refresh_core::config::vars::REFRESH_SECRET_ID;
+use refresh_core::error::StepError;
 use secrecy::ExposeSecret;
 
 use crate::bulk::BulkConfig;
@@ -106,8 +108,9 @@ pub enum ConfigError {
         "missing configuration: set {0} (or REFRESH_SECRET_ID to read it from Secrets Manager)"
     )]
     Missing(&'static str),
-    #[error("secret {secret_id}: {reason}")]
-    Secret { secret_id: String, reason: String },
+    /// Reading or parsing the secret failed; the message names its id, never its value.
+    #[error(transparent)]
+    Secret(#[from] StepError),
     #[error("WORKER_TOKEN must not be empty")]
     EmptyToken,
 }
@@ -121,8 +124,9 @@ impl Secrets {
         let mut es_url = env("ES_URL");
         let mut worker_token = env("WORKER_TOKEN");
         if api_db_url.is_none() || es_url.is_none() || worker_token.is_none() {
-            if let Some(secret_id) = env("REFRESH_SECRET_ID") {
-                let shared = fetch_secret(&secret_id).await?;
+            if let Some(secret_id) = env(REFRESH_SECRET_ID) {
+                let aws = aws_config::load_from_env().await;
+                let shared = refresh_core::secrets::load_secret(&aws, &secret_id).await?;
                 api_db_url = api_db_url.or(Some(shared.api_db_url.expose_secret().to_string()));
                 es_url = es_url.or(Some(shared.es_url.expose_secret().to_string()));
                 worker_token = worker_token.or(Some(shared.worker_token().to_string()));
@@ -138,30 +142,4 @@ impl Secrets {
         }
         Ok(secrets)
     }
-}
-
-/// The shared refresh secret, parsed by `refresh_core` (which never echoes its values).
-async fn fetch_secret(secret_id: &str) -> Result<refresh_core::settings::Secrets, ConfigError> {
-    let err = |reason: String| ConfigError::Secret {
-        secret_id: secret_id.to_string(),
-        reason,
-    };
-    let aws = aws_config::load_from_env().await;
-    let client = aws_sdk_secretsmanager::Client::new(&aws);
-    let out = client
-        .get_secret_value()
-        .secret_id(secret_id)
-        .send()
-        .await
-        // The SDK error names the operation and service failure, never the secret's value.
-        .map_err(|e| {
-            err(format!(
-                "could not read it: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-            ))
-        })?;
-    let text = out
-        .secret_string()
-        .ok_or_else(|| err("it has no string value".to_string()))?;
-    refresh_core::settings::Secrets::from_json(text).map_err(|e| err(e.message))
 }

@@ -17,8 +17,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use refresh_core::es::SearchClient;
+
 use crate::api::AppState;
-use crate::bulk::EsClient;
 use crate::config::{Cli, Secrets};
 use crate::pipeline::Services;
 use crate::tasks::TaskRegistry;
@@ -34,7 +35,9 @@ pub enum ExitReason {
 /// (up to the grace period) and records every unfinished task as failed.
 pub async fn run(cli: Cli, secrets: Secrets) -> anyhow::Result<ExitReason> {
     let pipeline = cli.pipeline_config();
-    let es = EsClient::new(&secrets.es_url, pipeline.bulk.request_timeout)?;
+    // Credentials in the URL become basic auth, kept out of every message; the bulk
+    // requests' own timeout is `pipeline.bulk.request_timeout`.
+    let es = SearchClient::new(&secrets.es_url)?;
     let listener = TcpListener::bind(cli.bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.bind))?;
@@ -50,7 +53,7 @@ pub async fn run(cli: Cli, secrets: Secrets) -> anyhow::Result<ExitReason> {
         shutdown: shutdown.clone(),
         running: TaskTracker::new(),
     });
-    tracing::info!(bind = %cli.bind, es = %es.display_host(), idle_shutdown_secs = cli.idle_shutdown_secs, "worker listening");
+    tracing::info!(bind = %cli.bind, es = %es.endpoint(), idle_shutdown_secs = cli.idle_shutdown_secs, "worker listening");
 
     let reason = Arc::new(std::sync::Mutex::new(ExitReason::Signal));
     tokio::spawn(wait_for_signal(shutdown.clone()));
@@ -134,15 +137,4 @@ async fn watch_idle(
             return;
         }
     }
-}
-
-/// JSON logs to stdout (the instance's console / CloudWatch agent picks them up).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .try_init();
 }

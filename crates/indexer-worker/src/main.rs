@@ -3,7 +3,8 @@ use indexer_worker::config::{Cli, Secrets};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    indexer_worker::init_logging();
+    // JSON logs to stdout (the instance's console / CloudWatch agent picks them up).
+    refresh_core::telemetry::init_json_logs();
     let cli = Cli::parse();
     let result = async {
         let secrets = Secrets::load().await?;

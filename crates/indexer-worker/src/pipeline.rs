@@ -4,7 +4,8 @@
 //!   channel of two pages;
 //! - converter: each row → `SourceRow` → `Document` → NDJSON pair, cut into batches by
 //!   document count and bytes, into a channel as deep as the number of senders;
-//! - senders: `in_flight` bulk requests at once, each with its own retries.
+//! - senders: `in_flight` bulk requests at once, each with its own retries
+//!   ([`BulkSender`]); each attempt's outcome is recorded on the task here.
 //!
 //! Memory is bounded by (2 pages + 1 page being converted) + (in_flight + queue + 1
 //! being built) batches, whatever the size of the range.
@@ -13,12 +14,14 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use refresh_core::document::{select_sql, to_document, write_bulk_action, SourceRow};
+use refresh_core::es::SearchClient;
 use refresh_core::media::MediaType;
+use refresh_core::pg::connect::{connect, describe, parse_url};
 use tokio::sync::mpsc;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 use tokio_util::sync::CancellationToken;
 
-use crate::bulk::{index_batch, Batch, BatchBuilder, BulkConfig, EsClient};
+use crate::bulk::{Batch, BatchBuilder, BulkConfig, BulkOutcome, BulkSender};
 use crate::tasks::Task;
 
 #[derive(Debug, Clone)]
@@ -40,29 +43,12 @@ impl Default for PipelineConfig {
 #[derive(Clone)]
 pub struct Services {
     pub db_url: String,
-    pub es: EsClient,
+    pub es: SearchClient,
 }
 
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Services {{ db: <redacted>, es: {:?} }}", self.es)
-    }
-}
-
-/// `host:port/dbname` of a connection URL, for messages (no user, no password).
-pub fn describe_db(url: &str) -> String {
-    match url.parse::<tokio_postgres::Config>() {
-        Ok(config) => {
-            let host = match config.get_hosts().first() {
-                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-                #[cfg(unix)]
-                Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-                None => "localhost".into(),
-            };
-            let port = config.get_ports().first().copied().unwrap_or(5432);
-            format!("{host}:{port}/{}", config.get_dbname().unwrap_or(""))
-        }
-        Err(_) => "<unparsable database URL>".into(),
     }
 }
 
@@ -132,16 +118,10 @@ async fn run(
 ) -> Result<(), Stop> {
     let spec = &task.spec;
     let media = spec.media;
-    let db = describe_db(&services.db_url);
-    let (client, connection) = tokio_postgres::connect(&services.db_url, NoTls)
-        .await
-        .map_err(|e| Stop::Failed(format!("cannot connect to the API database {db}: {e}")))?;
-    let connection = tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::error!(error = %e, "database connection closed");
-        }
-    });
-    let client = Arc::new(client);
+    // `host:port/dbname` only: the URL carries the password.
+    let cannot_connect = |e| Stop::Failed(format!("cannot connect to the API database: {e}"));
+    let db = describe(&parse_url(&services.db_url).map_err(cannot_connect)?);
+    let client = Arc::new(connect(&services.db_url).await.map_err(cannot_connect)?);
 
     let count_sql = format!(
         "SELECT count(*) FROM \"{}\" WHERE id BETWEEN $1::bigint AND $2::bigint",
@@ -197,21 +177,20 @@ async fn run(
         config.bulk.clone(),
         abort.clone(),
     );
-    let senders = send_batches(
+    let sender = BulkSender::new(
         services.es.clone(),
+        spec.target_index.clone(),
         config.bulk.clone(),
-        task.clone(),
-        batch_rx,
-        abort.clone(),
-        fail.clone(),
+        task.id.clone(),
     );
+    let senders = send_batches(sender, task, batch_rx, &abort, &fail);
 
     let (read, convert, ()) = tokio::join!(reader, converter, senders);
     if let Err(message) = read.and(convert) {
         fail(message);
     }
+    // Closes the connection (its task ends with the client).
     drop(client);
-    let _ = connection.await;
 
     let failure = first_failure
         .lock()
@@ -309,36 +288,40 @@ async fn convert_pages(
 }
 
 async fn send_batches(
-    es: EsClient,
-    config: BulkConfig,
-    task: Arc<Task>,
+    sender: BulkSender,
+    task: &Task,
     mut batches: mpsc::Receiver<Batch>,
-    abort: CancellationToken,
-    fail: impl Fn(String) + Clone,
+    abort: &CancellationToken,
+    fail: &impl Fn(String),
 ) {
-    let index = task.spec.target_index.clone();
+    let sender = &sender;
     let stream = futures::stream::poll_fn(|cx| batches.poll_recv(cx));
     stream
-        .for_each_concurrent(config.in_flight, |batch| {
-            let (es, config, task, abort, fail, index) = (
-                es.clone(),
-                config.clone(),
-                task.clone(),
-                abort.clone(),
-                fail.clone(),
-                index.clone(),
-            );
-            async move {
-                // Once stopping, queued batches are left unsent (and uncounted), not failed.
-                if abort.is_cancelled() {
-                    return;
-                }
-                if let Err(e) = index_batch(&es, &index, &config, &task, batch, &abort).await {
-                    fail(format!("Elasticsearch bulk indexing failed: {e}"));
-                }
+        .for_each_concurrent(sender.config().in_flight, |batch| async move {
+            // Once stopping, queued batches are left unsent (and uncounted), not failed.
+            if abort.is_cancelled() {
+                return;
+            }
+            let sent = sender
+                .send(batch, abort, |outcome| record_outcome(task, outcome))
+                .await;
+            if let Err(e) = sent {
+                fail(format!("Elasticsearch bulk indexing failed: {e}"));
             }
         })
         .await;
+}
+
+/// Records what a bulk attempt settled on the task: its counters and first errors.
+fn record_outcome(task: &Task, outcome: BulkOutcome) {
+    task.counters.add_indexed(outcome.indexed);
+    task.counters.add_failed(outcome.failed);
+    for error in outcome.errors {
+        if let Some(id) = error.id {
+            tracing::warn!(task_id = %task.id, id, error = %error.error, "document not indexed");
+        }
+        task.record_error(error.to_string());
+    }
 }
 
 #[cfg(test)]
@@ -347,8 +330,53 @@ mod tests {
 
     #[test]
     fn describe_db_hides_credentials() {
-        let d = describe_db("postgres://user:hunter2@db.example:6543/openledger");
+        // The worker describes its database with refresh_core's helpers.
+        let d = describe(&parse_url("postgres://user:hunter2@db.example:6543/openledger").unwrap());
         assert_eq!(d, "db.example:6543/openledger");
-        assert!(!describe_db("not a url at all ::").contains("hunter2"));
+        assert!(!parse_url("not a url at all ::")
+            .unwrap_err()
+            .message
+            .contains("hunter2"));
+    }
+
+    #[test]
+    fn outcomes_are_recorded_on_the_task() {
+        use crate::bulk::NotIndexed;
+        use crate::tasks::{Started, TaskRegistry, TaskSpec};
+        let registry = TaskRegistry::default();
+        let Started::New(task) = registry.start(TaskSpec {
+            media: MediaType::Image,
+            target_index: "image-x".into(),
+            start_id: 1,
+            end_id: 10,
+        }) else {
+            panic!("first task")
+        };
+        record_outcome(
+            &task,
+            BulkOutcome {
+                indexed: 5,
+                failed: 3,
+                errors: vec![
+                    NotIndexed {
+                        id: Some(7),
+                        error: "400 mapper_parsing_exception: x".into(),
+                    },
+                    NotIndexed {
+                        id: None,
+                        error: "stopped while retrying 2 document(s): y".into(),
+                    },
+                ],
+            },
+        );
+        let status = task.status();
+        assert_eq!((status.indexed, status.failed), (5, 3));
+        assert_eq!(
+            status.first_errors,
+            vec![
+                "id 7: 400 mapper_parsing_exception: x".to_string(),
+                "stopped while retrying 2 document(s): y".to_string()
+            ]
+        );
     }
 }

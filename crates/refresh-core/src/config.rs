@@ -4,8 +4,8 @@
 //! process environment. A variable that is present but malformed is a `ConfigurationError`
 //! naming the variable; an absent one takes its default.
 
+use crate::environment::Environment;
 use crate::error::{ErrorKind, StepError};
-use crate::input::Environment;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::str::FromStr;

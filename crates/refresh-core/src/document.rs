@@ -8,6 +8,7 @@
 //! the few values that must change (lower-cased license, extensions, tag list).
 
 use crate::media::MediaType;
+use crate::pg::sql::quote_ident;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -124,15 +125,15 @@ pub fn select_sql(media: MediaType) -> String {
          t.meta_data->'mature' AS meta_mature, \
          t.meta_data->'authority_boost' AS meta_authority_boost, \
          t.tags, t.standardized_popularity, t.filetype::text AS filetype, {media_columns}, \
-         EXISTS (SELECT 1 FROM \"{deleted}\" d WHERE d.identifier = t.identifier) AS deleted, \
-         EXISTS (SELECT 1 FROM \"{mature}\" m WHERE m.identifier = t.identifier) AS mature_listed \
-         FROM \"{table}\" t \
+         EXISTS (SELECT 1 FROM {deleted} d WHERE d.identifier = t.identifier) AS deleted, \
+         EXISTS (SELECT 1 FROM {mature} m WHERE m.identifier = t.identifier) AS mature_listed \
+         FROM {table} t \
          WHERE t.id > $1::bigint AND t.id <= $2::bigint \
          ORDER BY t.id \
          LIMIT $3::bigint",
-        deleted = media.deleted_table(),
-        mature = media.mature_table(),
-        table = media.temp_table(),
+        deleted = quote_ident(media.deleted_table()),
+        mature = quote_ident(media.mature_table()),
+        table = quote_ident(media.temp_table()),
     )
 }
 

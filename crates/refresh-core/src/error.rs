@@ -68,3 +68,14 @@ impl StepError {
 }
 
 pub type StepResult<T> = Result<T, StepError>;
+
+/// Input is echoed in errors to help the operator, but never at unbounded length.
+pub(crate) fn shorten(text: &str) -> String {
+    const MAX_CHARS: usize = 120;
+    if text.chars().count() <= MAX_CHARS {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(MAX_CHARS).collect();
+        format!("{head}…")
+    }
+}

@@ -6,50 +6,15 @@
 //! literally, so nothing from the input can reach SQL as an identifier.
 
 use crate::config::RefreshDefaults;
-use crate::error::{ErrorKind, StepError};
+pub use crate::environment::Environment;
+use crate::error::{shorten, ErrorKind, StepError};
 use crate::media::MediaType;
+pub use crate::names::{
+    filtered_index_name, generated_suffix, index_name, validate_index_suffix, MAX_INDEX_NAME_BYTES,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::fmt;
-use std::str::FromStr;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    Staging,
-    Production,
-}
-
-impl Environment {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Staging => "staging",
-            Environment::Production => "production",
-        }
-    }
-}
-
-impl fmt::Display for Environment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Environment {
-    type Err = StepError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "staging" => Ok(Environment::Staging),
-            "production" => Ok(Environment::Production),
-            other => Err(StepError::invalid_input(format!(
-                "environment: unknown value {:?}, expected \"staging\" or \"production\"",
-                shorten(other)
-            ))),
-        }
-    }
-}
 
 /// The state machine's execution input (docs/ARCHITECTURE.md "Execution input").
 /// Optional fields also accept `null`, which Step Functions produces for absent paths.
@@ -97,64 +62,6 @@ pub struct RefreshParams {
     pub row_limit: Option<u64>,
     pub worker_count: u32,
     pub launch_template: String,
-}
-
-/// Elasticsearch refuses index names longer than this many bytes.
-pub const MAX_INDEX_NAME_BYTES: usize = 255;
-const FILTERED_SUFFIX: &str = "-filtered";
-
-/// `<media>-<suffix>`.
-pub fn index_name(media: MediaType, suffix: &str) -> String {
-    format!("{}-{suffix}", media.as_str())
-}
-
-/// `<media>-<suffix>-filtered`.
-pub fn filtered_index_name(media: MediaType, suffix: &str) -> String {
-    format!("{}-{suffix}{FILTERED_SUFFIX}", media.as_str())
-}
-
-/// The suffix generated when the input has none: the execution start, `YYYYMMDDhhmmss`.
-pub fn generated_suffix(execution_start: DateTime<Utc>) -> String {
-    execution_start.format("%Y%m%d%H%M%S").to_string()
-}
-
-/// Checks an index suffix: lowercase `[a-z0-9][a-z0-9_-]*`, and the longest index name it
-/// produces (`<media>-<suffix>-filtered`) within Elasticsearch's 255-byte limit. A suffix
-/// ending in `filtered` is refused: `image-filtered` is an alias name, and `x-filtered`
-/// would collide with suffix `x`'s filtered index.
-pub fn validate_index_suffix(media: MediaType, suffix: &str) -> Result<(), StepError> {
-    let fail = |why: &str| {
-        Err(StepError::invalid_input(format!(
-            "index_suffix {:?}: {why}",
-            shorten(suffix)
-        )))
-    };
-    let Some(first) = suffix.chars().next() else {
-        return fail("must not be empty");
-    };
-    if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
-        return fail("must start with a lowercase letter or a digit");
-    }
-    if let Some(bad) = suffix
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
-    {
-        return fail(&format!(
-            "contains {bad:?}; only lowercase letters, digits, '_' and '-' are allowed"
-        ));
-    }
-    if suffix == "filtered" || suffix.ends_with(FILTERED_SUFFIX) {
-        return fail("must not end in \"filtered\" (reserved for filtered indices and aliases)");
-    }
-    let longest = filtered_index_name(media, suffix);
-    if longest.len() > MAX_INDEX_NAME_BYTES {
-        return fail(&format!(
-            "too long: index name {} would be {} bytes, Elasticsearch allows {MAX_INDEX_NAME_BYTES}",
-            shorten(&longest),
-            longest.len()
-        ));
-    }
-    Ok(())
 }
 
 /// Parses the execution input from JSON. Errors name the offending field.
@@ -321,17 +228,6 @@ fn json_kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    }
-}
-
-/// Input is echoed in errors to help the operator, but never at unbounded length.
-fn shorten(text: &str) -> String {
-    const MAX_CHARS: usize = 120;
-    if text.chars().count() <= MAX_CHARS {
-        text.to_string()
-    } else {
-        let head: String = text.chars().take(MAX_CHARS).collect();
-        format!("{head}…")
     }
 }
 
@@ -502,60 +398,6 @@ mod tests {
     }
 
     #[test]
-    fn suffix_rules() {
-        for ok in [
-            "init",
-            "20260302000405",
-            "a",
-            "0",
-            "a-b_c",
-            "x-filteredx",
-            &"a".repeat(240),
-        ] {
-            validate_index_suffix(MediaType::Image, ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "-a",
-            "_a",
-            "+a",
-            "Init",
-            "a b",
-            "a/b",
-            "a\\b",
-            "a*",
-            "a?",
-            "a\"",
-            "a<",
-            "a>",
-            "a|",
-            "a,b",
-            "a#",
-            "a:b",
-            "a.b",
-            "é",
-            "filtered",
-            "x-filtered",
-            &"a".repeat(241),
-        ] {
-            let err = validate_index_suffix(MediaType::Image, bad).unwrap_err();
-            assert!(
-                err.message.contains("index_suffix"),
-                "{bad}: {}",
-                err.message
-            );
-        }
-        // 255 bytes is the limit of the longest name, the filtered one.
-        let longest_ok = "a".repeat(MAX_INDEX_NAME_BYTES - "image-".len() - "-filtered".len());
-        assert_eq!(
-            filtered_index_name(MediaType::Image, &longest_ok).len(),
-            255
-        );
-    }
-
-    #[test]
     fn missing_launch_template_is_configuration_not_input() {
         let input =
             parse_refresh_input(&json!({"media_type": "image", "environment": "production"}))
@@ -606,54 +448,9 @@ mod tests {
             .contains("extra"));
     }
 
-    /// Elasticsearch's own index-name rules (MetadataCreateIndexService.validateIndexOrAliasName
-    /// plus the lowercase and length checks), written independently of the validator.
-    fn es_accepts_index_name(name: &str) -> bool {
-        const FORBIDDEN: [char; 11] = ['\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#'];
-        !name.is_empty()
-            && name != "."
-            && name != ".."
-            && name.to_lowercase() == name
-            && !name.starts_with(['-', '_', '+'])
-            && !name.contains(FORBIDDEN)
-            && !name.contains(':')
-            && name.len() <= 255
-    }
+    use crate::names::tests::es_accepts_index_name;
 
     proptest! {
-        #[test]
-        fn accepted_suffixes_make_valid_index_names(
-            suffix in prop_oneof!["\\PC{0,300}", "[a-zA-Z0-9_+. :#,*?<>|/\\\\-]{0,260}", "[a-z0-9_-]{0,260}"],
-            media in prop::sample::select(MediaType::ALL.to_vec())) {
-            if validate_index_suffix(media, &suffix).is_ok() {
-                prop_assert!(es_accepts_index_name(&suffix));
-                prop_assert!(es_accepts_index_name(&index_name(media, &suffix)));
-                prop_assert!(es_accepts_index_name(&filtered_index_name(media, &suffix)));
-            }
-        }
-
-        #[test]
-        fn well_formed_suffixes_are_accepted(suffix in "[a-z0-9][a-z0-9_-]{0,200}") {
-            prop_assume!(!suffix.ends_with("filtered"));
-            prop_assert!(validate_index_suffix(MediaType::Image, &suffix).is_ok());
-        }
-
-        #[test]
-        fn forbidden_characters_are_rejected(
-            prefix in "[a-z0-9]{1,20}",
-            bad in prop::sample::select(vec!['\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#', ':', '.', '\t', '\n']),
-            rest in "[a-z0-9_-]{0,20}",
-        ) {
-            let suffix = format!("{prefix}{bad}{rest}");
-            prop_assert!(validate_index_suffix(MediaType::Audio, &suffix).is_err());
-        }
-
-        #[test]
-        fn uppercase_is_rejected(prefix in "[a-z0-9_-]{0,20}", upper in "[A-Z]", rest in "\\PC{0,20}") {
-            let suffix = format!("a{prefix}{upper}{rest}");
-            prop_assert!(validate_index_suffix(MediaType::Image, &suffix).is_err());
-        }
-
         #[test]
         fn any_json_object_either_validates_or_names_a_problem(
             suffix in proptest::option::of("\\PC{0,40}"),

@@ -66,6 +66,13 @@ impl MediaType {
         }
     }
 
+    /// The media whose alias (`<media>` or `<media>-filtered`) `name` is.
+    pub fn of_alias(name: &str) -> Option<MediaType> {
+        MediaType::ALL
+            .into_iter()
+            .find(|m| m.alias() == name || m.filtered_alias() == name)
+    }
+
     /// Only `temp_import_<media>` tables may be read by a reindex worker.
     pub fn from_temp_table(name: &str) -> Option<MediaType> {
         MediaType::ALL.into_iter().find(|m| m.temp_table() == name)

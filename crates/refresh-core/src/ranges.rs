@@ -30,6 +30,55 @@ impl IdRange {
     }
 }
 
+/// One worker's range as the reindex Map hands it to an iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedRange {
+    pub start_id: i64,
+    pub end_id: i64,
+    pub range_index: u32,
+}
+
+/// The reindex plan of a temp table: its id span, row count and numbered worker ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangePlan {
+    pub min_id: Option<i64>,
+    pub max_id: Option<i64>,
+    pub rows: u64,
+    pub ranges: Vec<PlannedRange>,
+}
+
+/// Numbers the ranges of `[min, max]` split `workers` ways; no ranges for an empty table.
+pub fn plan_ranges(
+    span: Option<(i64, i64)>,
+    rows: u64,
+    workers: u32,
+) -> Result<RangePlan, StepError> {
+    let Some((min, max)) = span else {
+        return Ok(RangePlan {
+            min_id: None,
+            max_id: None,
+            rows,
+            ranges: Vec::new(),
+        });
+    };
+    let ranges = split_even(min, max, workers)?
+        .into_iter()
+        .zip(0u32..)
+        .map(|(r, range_index)| PlannedRange {
+            start_id: r.start_id,
+            end_id: r.end_id,
+            range_index,
+        })
+        .collect();
+    Ok(RangePlan {
+        min_id: Some(min),
+        max_id: Some(max),
+        rows,
+        ranges,
+    })
+}
+
 /// `[min, max]` in at most `parts` contiguous ranges of near-equal size (sizes differ by at
 /// most one, larger first). Fewer ranges when the span has fewer ids than `parts`; none when
 /// `min > max` (an empty table).
@@ -99,6 +148,45 @@ impl Iterator for Batches {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn planned_ranges_are_numbered_and_cover_the_span() {
+        let plan = plan_ranges(Some((1, 10)), 10, 3).unwrap();
+        assert_eq!(
+            plan.ranges,
+            [
+                PlannedRange {
+                    start_id: 1,
+                    end_id: 4,
+                    range_index: 0
+                },
+                PlannedRange {
+                    start_id: 5,
+                    end_id: 7,
+                    range_index: 1
+                },
+                PlannedRange {
+                    start_id: 8,
+                    end_id: 10,
+                    range_index: 2
+                },
+            ]
+        );
+        assert_eq!(
+            (plan.min_id, plan.max_id, plan.rows),
+            (Some(1), Some(10), 10)
+        );
+    }
+
+    #[test]
+    fn empty_table_plans_no_range() {
+        let plan = plan_ranges(None, 0, 6).unwrap();
+        assert!(plan.ranges.is_empty());
+        assert_eq!(
+            serde_json::to_value(&plan).unwrap(),
+            serde_json::json!({"min_id": null, "max_id": null, "rows": 0, "ranges": []})
+        );
+    }
     use proptest::prelude::*;
 
     fn assert_exact_cover(ranges: &[IdRange], min: i64, max: i64) {

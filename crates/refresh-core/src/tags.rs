@@ -16,6 +16,7 @@
 //! array whose tags are all removed becomes `[]`. Kept tags are unchanged and keep their order.
 
 use crate::error::StepError;
+use crate::pg::sql::quote_literal;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -207,7 +208,7 @@ impl TagFilterSql {
         let providers = format!("${}::text[]", first + 1);
         let names = format!("${}::text[]", first + 2);
         let substrings = format!("${}::text[]", first + 3);
-        let pattern = NUMERIC_STRING_PATTERN.replace('\'', "''");
+        let pattern = quote_literal(NUMERIC_STRING_PATTERN);
         format!(
             "(CASE WHEN jsonb_typeof({column}) = 'array' THEN COALESCE((\
                SELECT jsonb_agg(t.e ORDER BY t.ord) \
@@ -218,7 +219,7 @@ impl TagFilterSql {
                  AND (CASE \
                         WHEN t.e -> 'accuracy' IS NULL OR jsonb_typeof(t.e -> 'accuracy') = 'null' THEN true \
                         WHEN jsonb_typeof(t.e -> 'accuracy') = 'number' THEN (t.e -> 'accuracy')::numeric >= {min} \
-                        WHEN jsonb_typeof(t.e -> 'accuracy') = 'string' AND (t.e ->> 'accuracy') ~ '{pattern}' \
+                        WHEN jsonb_typeof(t.e -> 'accuracy') = 'string' AND (t.e ->> 'accuracy') ~ {pattern} \
                           THEN (t.e ->> 'accuracy')::numeric >= {min} \
                         ELSE false END) \
                  AND (jsonb_typeof(t.e -> 'provider') = 'string' \

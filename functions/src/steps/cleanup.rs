@@ -12,53 +12,26 @@
 //! same reason an event's database and index cleanup is skipped while a conflicting execution
 //! is running.
 
+use super::params::checked_params;
+use crate::context::api_db;
+use crate::runtime::parse_input;
 use crate::sfn::SfnExecutionLister;
-use crate::steps::{api_db, checked_params, secrets};
 use crate::Context;
 use chrono::{DateTime, Utc};
-use refresh_core::concurrency::{
-    find_conflict, ExecutionLister, ExecutionScope, StateMachineKind, WatchedStateMachine,
-};
+use refresh_core::cleanup::CleanupPlan;
+use refresh_core::concurrency::{find_conflict, ExecutionLister, ExecutionScope, StateMachineKind};
 use refresh_core::error::{ErrorKind, StepError, StepResult};
-use refresh_core::es::{cancel_reindex_into, delete_indices, indices_of_alias, SearchClient};
-use refresh_core::input::{
-    filtered_index_name, generated_suffix, index_name, validate_index_suffix, Environment,
-    RefreshParams,
-};
-use refresh_core::media::MediaType;
+use refresh_core::es::{delete_unaliased, SearchClient};
+use refresh_core::input::RefreshParams;
+use refresh_core::machines::{got_past_admission, watched_machines};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// The status change event's `detail-type`.
 pub const STATUS_CHANGE: &str = "Step Functions Execution Status Change";
 /// Statuses after which an execution may have left something behind.
 pub const CLEANUP_STATUSES: [&str; 3] = ["ABORTED", "TIMED_OUT", "FAILED"];
-/// The state machines' names end with these (infra/template.yaml fixes them).
-pub const REFRESH_MACHINE_SUFFIX: &str = "-data-refresh";
-pub const FILTERED_MACHINE_SUFFIX: &str = "-filtered-index";
-
-/// States a run passes before it may create anything: input preparation, validation and the
-/// concurrency check with its wait loop. A run that entered no other state was refused.
-pub const ADMISSION_STATES: [&str; 10] = [
-    "Prepare input",
-    "Add execution context",
-    "Validate input",
-    "Concurrent runs allowed?",
-    "Check concurrency",
-    "Keep waiting for the other run?",
-    "Wait for the other run to finish",
-    "Count conflict wait",
-    "Refresh refused",
-    "Rebuild refused",
-];
-
-/// Whether a run entered any state past admission (and so may have created something).
-pub fn got_past_admission<'a>(entered_states: impl IntoIterator<Item = &'a str>) -> bool {
-    entered_states
-        .into_iter()
-        .any(|name| !ADMISSION_STATES.contains(&name))
-}
 
 /// The Catch invocation: `{params, execution_id}`.
 #[derive(Debug, Deserialize)]
@@ -117,9 +90,9 @@ pub enum CleanupRequest {
 }
 
 /// An event is recognised by its `detail-type`; anything else must be the Catch shape.
-pub fn parse_cleanup_request(payload: Value) -> StepResult<CleanupRequest> {
+pub fn parse(payload: Value) -> StepResult<CleanupRequest> {
     if payload.get("detail-type").is_some() {
-        let event: StatusChangeEvent = crate::parse_input(payload)?;
+        let event: StatusChangeEvent = parse_input(payload)?;
         if event.detail_type != STATUS_CHANGE || event.source != "aws.states" {
             return Err(StepError::invalid_input(format!(
                 "cleanup handles {STATUS_CHANGE:?} events from aws.states, not {:?} from {:?}",
@@ -128,114 +101,25 @@ pub fn parse_cleanup_request(payload: Value) -> StepResult<CleanupRequest> {
         }
         Ok(CleanupRequest::Event(event))
     } else {
-        Ok(CleanupRequest::Catch(crate::parse_input(payload)?))
+        Ok(CleanupRequest::Catch(parse_input(payload)?))
     }
 }
 
-/// Which machine an execution belongs to, from the state machine's name.
-pub fn machine_kind(state_machine_arn: &str) -> StepResult<StateMachineKind> {
-    if state_machine_arn.ends_with(REFRESH_MACHINE_SUFFIX) {
-        Ok(StateMachineKind::Refresh)
-    } else if state_machine_arn.ends_with(FILTERED_MACHINE_SUFFIX) {
-        Ok(StateMachineKind::FilteredIndex)
-    } else {
-        Err(StepError::invalid_input(format!(
-            "detail.stateMachineArn: {state_machine_arn:?} is neither a …{REFRESH_MACHINE_SUFFIX} nor a …{FILTERED_MACHINE_SUFFIX} state machine"
-        )))
-    }
-}
-
-/// Both machines of the stack, from one of their ARNs.
-pub fn watched_machines(state_machine_arn: &str) -> StepResult<Vec<WatchedStateMachine>> {
-    let stem = state_machine_arn
-        .strip_suffix(REFRESH_MACHINE_SUFFIX)
-        .or_else(|| state_machine_arn.strip_suffix(FILTERED_MACHINE_SUFFIX))
-        .ok_or_else(|| machine_kind(state_machine_arn).unwrap_err())?;
-    Ok(vec![
-        WatchedStateMachine {
-            kind: StateMachineKind::Refresh,
-            arn: format!("{stem}{REFRESH_MACHINE_SUFFIX}"),
+/// The plan for a status change event (see [`CleanupPlan::from_execution_input`]).
+pub fn plan_for_event(detail: &StatusChangeDetail) -> StepResult<Option<CleanupPlan>> {
+    CleanupPlan::from_execution_input(
+        &detail.execution_arn,
+        &detail.state_machine_arn,
+        detail.input.as_ref(),
+        || {
+            detail.start_date.to_utc().ok_or_else(|| {
+                StepError::invalid_input(format!(
+                    "detail.startDate: {:?} is not a time",
+                    detail.start_date
+                ))
+            })
         },
-        WatchedStateMachine {
-            kind: StateMachineKind::FilteredIndex,
-            arn: format!("{stem}{FILTERED_MACHINE_SUFFIX}"),
-        },
-    ])
-}
-
-/// What one cleanup removes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CleanupPlan {
-    pub execution_arn: String,
-    pub kind: StateMachineKind,
-    pub media: MediaType,
-    pub environment: Environment,
-    /// Candidates; those an alias points at are kept.
-    pub indices: Vec<String>,
-}
-
-impl CleanupPlan {
-    /// The data refresh machine's Catch.
-    pub fn from_catch(request: &CatchCleanup) -> CleanupPlan {
-        CleanupPlan {
-            execution_arn: request.execution_id.clone(),
-            kind: StateMachineKind::Refresh,
-            media: request.params.media_type,
-            environment: request.params.environment,
-            indices: vec![
-                request.params.new_index.clone(),
-                request.params.new_filtered_index.clone(),
-            ],
-        }
-    }
-
-    /// An execution status event; `Ok(None)` when the input could not have passed validation
-    /// (so nothing was created under its names).
-    pub fn from_event(detail: &StatusChangeDetail) -> StepResult<Option<CleanupPlan>> {
-        #[derive(Deserialize)]
-        struct Scope {
-            media_type: MediaType,
-            environment: Environment,
-            #[serde(default)]
-            index_suffix: Option<String>,
-        }
-        let kind = machine_kind(&detail.state_machine_arn)?;
-        let scope = match &detail.input {
-            Some(Value::String(raw)) => serde_json::from_str::<Scope>(raw).ok(),
-            Some(object @ Value::Object(_)) => serde_json::from_value::<Scope>(object.clone()).ok(),
-            _ => None,
-        };
-        let Some(scope) = scope else {
-            return Ok(None);
-        };
-        let suffix = match scope.index_suffix {
-            Some(suffix) => suffix,
-            None => {
-                let started = detail.start_date.to_utc().ok_or_else(|| {
-                    StepError::invalid_input(format!(
-                        "detail.startDate: {:?} is not a time",
-                        detail.start_date
-                    ))
-                })?;
-                generated_suffix(started)
-            }
-        };
-        if validate_index_suffix(scope.media_type, &suffix).is_err() {
-            return Ok(None);
-        }
-        let filtered = filtered_index_name(scope.media_type, &suffix);
-        let indices = match kind {
-            StateMachineKind::Refresh => vec![index_name(scope.media_type, &suffix), filtered],
-            StateMachineKind::FilteredIndex => vec![filtered],
-        };
-        Ok(Some(CleanupPlan {
-            execution_arn: detail.execution_arn.clone(),
-            kind,
-            media: scope.media_type,
-            environment: scope.environment,
-            indices,
-        }))
-    }
+    )
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -253,12 +137,13 @@ pub struct CleanupOutput {
 }
 
 /// Runs the cleanup for either invocation. Idempotent: a second run finds nothing to do.
-pub async fn cleanup(ctx: &Context, request: CleanupRequest) -> StepResult<CleanupOutput> {
+pub async fn handle(ctx: Arc<Context>, request: CleanupRequest) -> StepResult<CleanupOutput> {
     match request {
         CleanupRequest::Catch(request) => {
-            execute(ctx, &CleanupPlan::from_catch(&request), true).await
+            let plan = CleanupPlan::from_params(&request.params, &request.execution_id);
+            execute(&ctx, &plan, true).await
         }
-        CleanupRequest::Event(event) => cleanup_after_event(ctx, &event.detail).await,
+        CleanupRequest::Event(event) => cleanup_after_event(&ctx, &event.detail).await,
     }
 }
 
@@ -279,7 +164,7 @@ async fn cleanup_after_event(
             detail.status
         ));
     }
-    let Some(plan) = CleanupPlan::from_event(detail)? else {
+    let Some(plan) = plan_for_event(detail)? else {
         return skip("the execution input names no valid media, environment and suffix".into());
     };
     let sfn = aws_sdk_sfn::Client::new(&ctx.aws);
@@ -370,7 +255,7 @@ async fn execute(ctx: &Context, plan: &CleanupPlan, database: bool) -> StepResul
         keep(Err(e));
         CleanupOutput::default()
     });
-    let secrets = secrets(ctx, Some(plan.environment)).await?;
+    let secrets = ctx.secrets(Some(plan.environment)).await?;
     if database {
         keep(
             async {
@@ -415,43 +300,10 @@ async fn execute(ctx: &Context, plan: &CleanupPlan, database: bool) -> StepResul
     }
 }
 
-#[derive(Debug, Default)]
-pub struct RemovedIndices {
-    pub deleted: Vec<String>,
-    /// Candidates an alias points at.
-    pub kept: Vec<String>,
-    pub cancelled_tasks: Vec<String>,
-}
-
-/// Deletes those of `candidates` that neither media alias points at, after cancelling any
-/// reindex still writing into them.
-pub async fn delete_unaliased(
-    search: &SearchClient,
-    media: MediaType,
-    candidates: &[String],
-) -> StepResult<RemovedIndices> {
-    let mut aliased: BTreeSet<String> = indices_of_alias(search, media.alias())
-        .await?
-        .into_iter()
-        .collect();
-    aliased.extend(indices_of_alias(search, media.filtered_alias()).await?);
-    let (kept, to_delete): (Vec<String>, Vec<String>) = candidates
-        .iter()
-        .cloned()
-        .partition(|name| aliased.contains(name));
-    let cancelled_tasks = cancel_reindex_into(search, &to_delete).await?;
-    // delete_indices refuses, deleting nothing, if another alias points at any of them.
-    let deleted = delete_indices(search, &to_delete).await?.deleted;
-    Ok(RemovedIndices {
-        deleted,
-        kept,
-        cancelled_tasks,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use refresh_core::environment::Environment;
     use serde_json::json;
 
     fn event(machine: &str, status: &str, input: Option<&str>) -> Value {
@@ -470,8 +322,8 @@ mod tests {
     }
 
     fn plan_of(value: Value) -> Option<CleanupPlan> {
-        match parse_cleanup_request(value).unwrap() {
-            CleanupRequest::Event(e) => CleanupPlan::from_event(&e.detail).unwrap(),
+        match parse(value).unwrap() {
+            CleanupRequest::Event(e) => plan_for_event(&e.detail).unwrap(),
             CleanupRequest::Catch(_) => panic!("parsed as a Catch request"),
         }
     }
@@ -513,11 +365,11 @@ mod tests {
         assert_eq!(plan_of(localstack.clone()), None);
         localstack["detail"]["startDate"] = json!("yesterday");
         localstack["detail"]["input"] = json!({"media_type": "audio", "environment": "staging"});
-        let CleanupRequest::Event(e) = parse_cleanup_request(localstack).unwrap() else {
+        let CleanupRequest::Event(e) = parse(localstack).unwrap() else {
             panic!("not an event")
         };
         assert_eq!(
-            CleanupPlan::from_event(&e.detail).unwrap_err().kind,
+            plan_for_event(&e.detail).unwrap_err().kind,
             ErrorKind::InvalidInput
         );
     }
@@ -560,12 +412,12 @@ mod tests {
             "worker_count": 2, "launch_template": "lt"
         });
         let request =
-            parse_cleanup_request(json!({"params": params, "execution_id": "arn:x:execution:m:r"}))
+            parse(json!({"params": params, "execution_id": "arn:x:execution:m:r"}))
                 .unwrap();
         let CleanupRequest::Catch(request) = request else {
             panic!("not a Catch request")
         };
-        let plan = CleanupPlan::from_catch(&request);
+        let plan = CleanupPlan::from_params(&request.params, &request.execution_id);
         assert_eq!(plan.indices, ["image-init", "image-init-filtered"]);
         assert_eq!(plan.execution_arn, "arn:x:execution:m:r");
     }
@@ -574,47 +426,8 @@ mod tests {
     fn other_events_and_machines_are_refused() {
         let mut other = event("stack-data-refresh", "FAILED", None);
         other["detail-type"] = json!("EC2 Instance State-change Notification");
-        assert!(parse_cleanup_request(other).is_err());
-        assert!(machine_kind("arn:aws:states:r:0:stateMachine:something-else").is_err());
-        assert!(parse_cleanup_request(json!({"execution_id": "x"})).is_err());
+        assert!(parse(other).is_err());
+        assert!(parse(json!({"execution_id": "x"})).is_err());
     }
 
-    #[test]
-    fn refused_runs_never_got_past_admission() {
-        assert!(!got_past_admission([
-            "Prepare input",
-            "Add execution context",
-            "Validate input",
-            "Concurrent runs allowed?",
-            "Check concurrency",
-            "Keep waiting for the other run?",
-            "Wait for the other run to finish",
-            "Count conflict wait",
-            "Check concurrency",
-            "Refresh refused",
-        ]));
-        assert!(!got_past_admission([]));
-        assert!(got_past_admission([
-            "Prepare input",
-            "Check concurrency",
-            "Count documents before"
-        ]));
-        assert!(got_past_admission([
-            "Validate input",
-            "Create filtered index"
-        ]));
-    }
-
-    #[test]
-    fn sibling_machines_are_derived_from_either_arn() {
-        let from_refresh =
-            watched_machines("arn:aws:states:r:0:stateMachine:st-data-refresh").unwrap();
-        let from_filtered =
-            watched_machines("arn:aws:states:r:0:stateMachine:st-filtered-index").unwrap();
-        assert_eq!(from_refresh, from_filtered);
-        assert_eq!(
-            from_refresh[1].arn,
-            "arn:aws:states:r:0:stateMachine:st-filtered-index"
-        );
-    }
 }

@@ -1,98 +1,40 @@
-//! report: totals and per-source deltas between the counts before and after the refresh.
+//! Step 12b: the refresh report (totals and per-source deltas).
 
-use super::Counts;
-use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use super::params::checked_params;
+use crate::runtime::parse_input;
+use crate::Context;
+use refresh_core::error::StepResult;
+use refresh_core::input::RefreshParams;
+use refresh_core::report::{compare, Counts, RefreshReport};
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SourceDelta {
-    pub before: u64,
-    pub after: u64,
-    pub delta: i64,
+/// `{params, before, after}`: count_documents' outputs before and after.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportInput {
+    #[serde(deserialize_with = "checked_params")]
+    pub params: RefreshParams,
+    pub before: Counts,
+    pub after: Counts,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RefreshReport {
-    pub media_type: String,
-    pub environment: String,
-    pub new_index: String,
-    pub total_before: u64,
-    pub total_after: u64,
-    pub delta: i64,
-    /// Every source seen before or after (a source that vanished shows `after: 0`).
-    pub by_source: BTreeMap<String, SourceDelta>,
+pub fn parse(payload: Value) -> StepResult<ReportInput> {
+    parse_input(payload)
 }
 
-fn delta(before: u64, after: u64) -> i64 {
-    i64::try_from(i128::from(after) - i128::from(before)).unwrap_or(i64::MAX)
-}
-
-pub fn compare(before: &Counts, after: &Counts) -> (i64, BTreeMap<String, SourceDelta>) {
-    let sources: BTreeSet<&String> = before
-        .by_source
-        .keys()
-        .chain(after.by_source.keys())
-        .collect();
-    let by_source = sources
-        .into_iter()
-        .map(|source| {
-            let b = before.by_source.get(source).copied().unwrap_or(0);
-            let a = after.by_source.get(source).copied().unwrap_or(0);
-            (
-                source.clone(),
-                SourceDelta {
-                    before: b,
-                    after: a,
-                    delta: delta(b, a),
-                },
-            )
-        })
-        .collect();
-    (delta(before.total, after.total), by_source)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn counts(total: u64, pairs: &[(&str, u64)]) -> Counts {
-        Counts {
-            total,
-            by_source: pairs.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
-        }
-    }
-
-    #[test]
-    fn every_source_of_either_side_is_reported() {
-        let (total, by_source) = compare(
-            &counts(30, &[("flickr", 20), ("met", 10)]),
-            &counts(25, &[("flickr", 22), ("smithsonian", 3)]),
-        );
-        assert_eq!(total, -5);
-        assert_eq!(
-            by_source["flickr"],
-            SourceDelta {
-                before: 20,
-                after: 22,
-                delta: 2
-            }
-        );
-        assert_eq!(
-            by_source["met"],
-            SourceDelta {
-                before: 10,
-                after: 0,
-                delta: -10
-            }
-        );
-        assert_eq!(
-            by_source["smithsonian"],
-            SourceDelta {
-                before: 0,
-                after: 3,
-                delta: 3
-            }
-        );
-        assert_eq!(by_source.len(), 3);
-    }
+pub async fn handle(_ctx: Arc<Context>, input: ReportInput) -> StepResult<RefreshReport> {
+    let (delta, by_source) = compare(&input.before, &input.after);
+    let report = RefreshReport {
+        media_type: input.params.media_type.to_string(),
+        environment: input.params.environment.to_string(),
+        new_index: input.params.new_index.clone(),
+        total_before: input.before.total,
+        total_after: input.after.total,
+        delta,
+        by_source,
+    };
+    tracing::info!(report = ?report, "data refresh finished");
+    Ok(report)
 }

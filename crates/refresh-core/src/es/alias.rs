@@ -1,7 +1,9 @@
 //! Alias promotion and deletion of the indices it replaced.
 
+use super::reindex::cancel_reindex_into;
 use super::{validate_index_name, SearchClient};
 use crate::error::{StepError, StepResult};
+use crate::media::MediaType;
 use elasticsearch::http::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -176,6 +178,41 @@ pub async fn delete_indices(
     }
     missing.sort();
     Ok(DeletedIndices { deleted, missing })
+}
+
+/// What [`delete_unaliased`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RemovedIndices {
+    pub deleted: Vec<String>,
+    /// Candidates an alias points at.
+    pub kept: Vec<String>,
+    pub cancelled_tasks: Vec<String>,
+}
+
+/// Deletes those of `candidates` that neither alias of `media` points at, after cancelling
+/// any reindex still writing into them (it would re-create a deleted index).
+pub async fn delete_unaliased(
+    search: &SearchClient,
+    media: MediaType,
+    candidates: &[String],
+) -> StepResult<RemovedIndices> {
+    let mut aliased: BTreeSet<String> = indices_of_alias(search, media.alias())
+        .await?
+        .into_iter()
+        .collect();
+    aliased.extend(indices_of_alias(search, media.filtered_alias()).await?);
+    let (kept, to_delete): (Vec<String>, Vec<String>) = candidates
+        .iter()
+        .cloned()
+        .partition(|name| aliased.contains(name));
+    let cancelled_tasks = cancel_reindex_into(search, &to_delete).await?;
+    // delete_indices refuses, deleting nothing, if another alias points at any of them.
+    let deleted = delete_indices(search, &to_delete).await?.deleted;
+    Ok(RemovedIndices {
+        deleted,
+        kept,
+        cancelled_tasks,
+    })
 }
 
 #[cfg(test)]

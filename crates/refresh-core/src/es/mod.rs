@@ -8,12 +8,16 @@
 //! and are checked again by [`validate_index_name`] before they reach a URL path.
 
 pub mod alias;
+pub mod bulk;
 pub mod counts;
 pub mod index;
 pub mod reindex;
 pub mod terms;
 
-pub use alias::{delete_indices, indices_of_alias, promote_alias, AliasPromotion, DeletedIndices};
+pub use alias::{
+    delete_indices, delete_unaliased, indices_of_alias, promote_alias, AliasPromotion,
+    DeletedIndices, RemovedIndices,
+};
 pub use counts::{count_documents, count_documents_paged, DocumentCounts};
 pub use index::{
     create_index, create_index_like, finish_index, index_body, index_health, CreatedIndex,
@@ -24,6 +28,8 @@ pub use reindex::{
     FilteredReindexStarted, ReindexOptions, Slices, TaskStatus,
 };
 pub use terms::{load_sensitive_terms, parse_sensitive_terms};
+// The index-name rule lives in `crate::names`; callers here reach it under `es::`.
+pub use crate::names::validate_index_name;
 
 use crate::error::{ErrorKind, StepError, StepResult};
 use crate::settings::Secrets;
@@ -323,51 +329,10 @@ pub fn redact(message: &str) -> String {
     re.replace_all(message, "${1}***@").into_owned()
 }
 
-/// Index and alias names that may appear in a URL path: lower-case letters, digits and
-/// `_ - + .`, not starting with `-`, `_`, `+` or `.`, at most 255 bytes. This excludes
-/// wildcards, commas and `_all`, so a name can never address more than one index.
-pub fn validate_index_name(name: &str) -> StepResult<()> {
-    let valid_chars = name.bytes().all(|b| {
-        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'+' | b'.')
-    });
-    let valid_start = name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if valid_chars && valid_start && name.len() <= 255 {
-        Ok(())
-    } else {
-        Err(StepError::invalid_input(format!(
-            "{name:?} is not a valid index or alias name (lower-case letters, digits, '_', '-', '+', '.'; \
-             starting with a letter or digit; at most 255 bytes)"
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn index_names_cannot_address_several_indices() {
-        for good in [
-            "image",
-            "image-20240101000000",
-            "audio-init-filtered",
-            "t_1.x+y",
-        ] {
-            assert!(validate_index_name(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "", "_all", "*", "image*", "a,b", "-x", "_x", "+x", ".x", "Image", "a/b", "a b", "a?b",
-        ] {
-            let err = validate_index_name(bad).unwrap_err();
-            assert_eq!(err.kind, ErrorKind::InvalidInput, "{bad}");
-        }
-        assert!(validate_index_name(&"a".repeat(256)).is_err());
-        assert!(validate_index_name(&"a".repeat(255)).is_ok());
-    }
 
     #[test]
     fn status_errors_are_classified() {

@@ -1,12 +1,11 @@
-//! Connecting to PostgreSQL and classifying its errors for Retry/Catch.
+//! Connecting to PostgreSQL. Errors are mapped by `pg::error`.
 //!
 //! Connection strings carry passwords: they are parsed here and never appear in an error or
 //! a log line. Connection errors name only the host and database.
 
 use crate::error::{ErrorKind, StepError, StepResult};
-use std::error::Error as _;
+use crate::pg::error::pg_error;
 use tokio_postgres::config::Host;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, Config, NoTls, Socket};
 
@@ -49,10 +48,10 @@ where
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
     let target = describe(config);
-    let (client, connection) = config.connect(tls).await.map_err(|e| {
-        let err = StepError::from(e);
-        StepError::new(err.kind, format!("connecting to {target}: {}", err.message))
-    })?;
+    let (client, connection) = config
+        .connect(tls)
+        .await
+        .map_err(|e| pg_error(&format!("connecting to {target}"), e))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(target_db = %target, error = %StepError::from(e), "PostgreSQL connection ended with an error");
@@ -74,69 +73,6 @@ pub fn pool(url: &str, size: usize) -> StepResult<deadpool_postgres::Pool> {
                 format!("building the connection pool: {e}"),
             )
         })
-}
-
-/// Whether a PostgreSQL error may pass on retry: lost or refused connections, I/O errors,
-/// SQLSTATE classes 08 (connection) and 53 (insufficient resources), server shutdown /
-/// restart (57P01–57P03), serialization failures (40001) and deadlocks (40P01).
-pub fn is_transient(err: &tokio_postgres::Error) -> bool {
-    if err.is_closed() {
-        return true;
-    }
-    if let Some(code) = err.code() {
-        let c = code.code();
-        return c.starts_with("08")
-            || c.starts_with("53")
-            || *code == SqlState::ADMIN_SHUTDOWN
-            || *code == SqlState::CRASH_SHUTDOWN
-            || *code == SqlState::CANNOT_CONNECT_NOW
-            || *code == SqlState::T_R_SERIALIZATION_FAILURE
-            || *code == SqlState::T_R_DEADLOCK_DETECTED;
-    }
-    // No SQLSTATE: a client-side failure. I/O (refused, reset, timed out) may pass; others
-    // (a type mismatch, a protocol error) will not.
-    let mut source = err.source();
-    while let Some(s) = source {
-        if s.is::<std::io::Error>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
-}
-
-impl From<tokio_postgres::Error> for StepError {
-    fn from(err: tokio_postgres::Error) -> Self {
-        let kind = if is_transient(&err) {
-            ErrorKind::TransientDatabase
-        } else {
-            ErrorKind::Internal
-        };
-        // The server's message and SQLSTATE; the detail is left out because it can quote row
-        // values. tokio-postgres never includes the connection string in its errors.
-        let message = match err.as_db_error() {
-            Some(db) => format!("PostgreSQL error {}: {}", db.code().code(), db.message()),
-            None => match err.source() {
-                Some(source) => format!("PostgreSQL client error: {err}: {source}"),
-                None => format!("PostgreSQL client error: {err}"),
-            },
-        };
-        StepError::new(kind, message)
-    }
-}
-
-/// Adds what was being done to a PostgreSQL error, keeping its kind.
-pub trait PgResultExt<T> {
-    fn context(self, what: &str) -> StepResult<T>;
-}
-
-impl<T> PgResultExt<T> for Result<T, tokio_postgres::Error> {
-    fn context(self, what: &str) -> StepResult<T> {
-        self.map_err(|e| {
-            let err = StepError::from(e);
-            StepError::new(err.kind, format!("{what}: {}", err.message))
-        })
-    }
 }
 
 #[cfg(test)]

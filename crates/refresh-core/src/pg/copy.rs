@@ -21,7 +21,8 @@
 use crate::error::{ErrorKind, StepError, StepResult};
 use crate::input::Environment;
 use crate::media::MediaType;
-use crate::pg::connect::PgResultExt;
+use crate::pg::error::{pg_error_withheld, PgResultExt};
+use crate::pg::sql::{quote_ident, quote_literal};
 use crate::settings::CatalogFdw;
 use crate::tags::{TagFilterConfig, TagFilterSql};
 use secrecy::ExposeSecret;
@@ -125,23 +126,6 @@ fn temp_pkey_name(media: MediaType) -> &'static str {
     }
 }
 
-/// `"name"` with embedded quotes doubled.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A SQL string literal, as PostgreSQL's `quote_literal` makes it: quotes doubled, and with
-/// backslashes the `E''` form with them doubled, so it is read the same whatever
-/// `standard_conforming_strings` says. For DDL, which cannot take bound parameters.
-pub fn quote_literal(value: &str) -> String {
-    let doubled = value.replace('\'', "''");
-    if value.contains('\\') {
-        format!("E'{}'", doubled.replace('\\', "\\\\"))
-    } else {
-        format!("'{doubled}'")
-    }
-}
-
 /// Runs one call of the copy. `cursor` is `None` on the first call (which (re)creates the
 /// temp table) and the previous call's cursor afterwards.
 pub async fn copy_data(
@@ -210,10 +194,9 @@ async fn create_fdw(api: &Client, media: MediaType, fdw: &CatalogFdw) -> StepRes
         quote_literal(&fdw.user),
         quote_literal(fdw.password.expose_secret()),
     );
-    api.batch_execute(&mapping).await.map_err(|e| {
-        let err = StepError::from(e);
-        StepError::new(err.kind, "creating the catalog FDW user mapping failed (details withheld: the statement holds a password)")
-    })?;
+    api.batch_execute(&mapping)
+        .await
+        .map_err(|e| pg_error_withheld("creating the catalog FDW user mapping", e))?;
     api.batch_execute(&format!(
         "CREATE SCHEMA {name}; \
          IMPORT FOREIGN SCHEMA {} LIMIT TO ({}) FROM SERVER {name} INTO {name};",
@@ -590,14 +573,6 @@ async fn finish_copy(api: &mut Client, media: MediaType) -> StepResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn literals_are_quoted_like_postgres_does() {
-        assert_eq!(quote_literal("abc"), "'abc'");
-        assert_eq!(quote_literal("it's"), "'it''s'");
-        assert_eq!(quote_literal(r"a\b'"), r"E'a\\b'''");
-        assert_eq!(quote_ident(r#"we"ird"#), r#""we""ird""#);
-    }
 
     #[test]
     fn production_ignores_the_row_limit() {

@@ -2,7 +2,8 @@
 
 use crate::error::StepError;
 use crate::media::MediaType;
-use crate::pg::promote::{db_error, quote_ident};
+use crate::pg::error::PgResultExt;
+use crate::pg::sql::quote_ident;
 use std::collections::BTreeMap;
 use tokio_postgres::GenericClient;
 
@@ -35,7 +36,7 @@ pub async fn table_exists(
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quote_ident(table)])
         .await
         .map(|row| row.get(0))
-        .map_err(|e| db_error(&format!("looking up table {table}"), e))
+        .with_context(|| format!("looking up table {table}"))
 }
 
 /// Exact row count (`count(*)`: a full scan, meant for reports, not hot paths).
@@ -48,7 +49,7 @@ pub async fn row_count(
     let row = client
         .query_one(&format!("SELECT count(*) FROM {}", quote_ident(table)), &[])
         .await
-        .map_err(|e| db_error(&format!("counting rows of {table}"), e))?;
+        .with_context(|| format!("counting rows of {table}"))?;
     Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 
@@ -68,7 +69,7 @@ pub async fn rows_by_source(
             &[&NO_SOURCE],
         )
         .await
-        .map_err(|e| db_error(&format!("counting rows of {table} by source"), e))?;
+        .with_context(|| format!("counting rows of {table} by source"))?;
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -102,7 +103,7 @@ pub async fn id_span(
             &[],
         )
         .await
-        .map_err(|e| db_error(&format!("reading the id span of {table}"), e))?;
+        .with_context(|| format!("reading the id span of {table}"))?;
     let (min, max): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
     Ok(min.zip(max))
 }
@@ -122,6 +123,6 @@ pub async fn drop_temp_table(
             quote_ident(crate::pg::copy::temp_sequence_name(media))
         ))
         .await
-        .map_err(|e| db_error(&format!("dropping {table}"), e))?;
+        .with_context(|| format!("dropping {table}"))?;
     Ok(existed)
 }

@@ -8,8 +8,8 @@
 
 use crate::error::{ErrorKind, StepError, StepResult};
 use crate::media::MediaType;
-use crate::pg::connect::PgResultExt;
-use crate::pg::copy::quote_ident;
+use crate::pg::error::{pg_error, PgResultExt};
+use crate::pg::sql::quote_ident;
 use crate::ranges::{batches, IdRange};
 use crate::tags::{TagFilterConfig, TagFilterSql};
 use futures::stream::{self, TryStreamExt};
@@ -51,7 +51,7 @@ pub fn refilter_sql(media: MediaType) -> String {
 
 fn pool_error(e: deadpool_postgres::PoolError) -> StepError {
     match e {
-        deadpool_postgres::PoolError::Backend(pg) => StepError::from(pg),
+        deadpool_postgres::PoolError::Backend(pg) => pg_error("getting a database connection", pg),
         other => StepError::new(
             ErrorKind::TransientDatabase,
             format!("getting a database connection: {other}"),

@@ -1,7 +1,10 @@
 //! PostgreSQL side of the refresh: connecting, copying, tag filtering, constraints, promotion.
+//! Every PostgreSQL error goes through [`error`], every quoted name or literal through [`sql`].
 
 pub mod connect;
 pub mod copy;
 pub mod counts;
+pub mod error;
 pub mod filter;
 pub mod promote;
+pub mod sql;

@@ -1,0 +1,248 @@
+//! The one runner every step goes through: JSON logs, the shared [`Context`] built once per
+//! cold start, input parsed strictly, errors reported under their stable names.
+
+use crate::context::Context;
+use crate::steps::Step;
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use refresh_core::error::{ErrorKind, StepError, StepResult};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+/// The environment variable naming the step a Lambda function runs (`copy_data`, …): every
+/// function runs the same bootstrap, the template sets this per function.
+pub const STEP_VAR: &str = "REFRESH_STEP";
+
+/// A step's failure: the name Retry/Catch match (`errorType`) and the operator's message.
+/// Besides the [`ErrorKind`] names, the worker steps fail as `WorkerTaskFailed` and
+/// `WorkerNotReady`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailure {
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl StepFailure {
+    /// A worker task that ended with an error (or with documents it could not index).
+    pub fn worker_task_failed(message: impl Into<String>) -> Self {
+        StepFailure {
+            name: "WorkerTaskFailed",
+            message: message.into(),
+        }
+    }
+
+    /// A worker that does not answer or refuses work for now.
+    pub fn worker_not_ready(message: impl Into<String>) -> Self {
+        StepFailure {
+            name: "WorkerNotReady",
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StepError> for StepFailure {
+    fn from(error: StepError) -> Self {
+        StepFailure {
+            name: error.kind.name(),
+            message: error.message,
+        }
+    }
+}
+
+impl fmt::Display for StepFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+impl std::error::Error for StepFailure {}
+
+impl From<StepFailure> for Diagnostic {
+    fn from(failure: StepFailure) -> Diagnostic {
+        Diagnostic {
+            error_type: failure.name.to_string(),
+            error_message: failure.message,
+        }
+    }
+}
+
+/// Parses a step's JSON input; a mismatch is `InvalidInput` naming the field.
+pub fn parse_input<In: DeserializeOwned>(payload: Value) -> StepResult<In> {
+    serde_path_to_error::deserialize(payload).map_err(|e| {
+        let path = e.path().to_string();
+        let location = if path == "." || path.is_empty() {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
+        StepError::invalid_input(format!("step input{location}: {}", e.into_inner()))
+    })
+}
+
+/// One invocation: parse (and check) the input, run the handler, serialise its output; the
+/// failure is logged once with its name.
+pub async fn invoke<In, Out, E, F, Fut>(
+    parse: fn(Value) -> StepResult<In>,
+    handle: F,
+    context: Arc<Context>,
+    payload: Value,
+) -> Result<Value, StepFailure>
+where
+    Out: Serialize,
+    E: Into<StepFailure>,
+    F: FnOnce(Arc<Context>, In) -> Fut,
+    Fut: Future<Output = Result<Out, E>>,
+{
+    let result = async {
+        let input = parse(payload)?;
+        let output = handle(context, input).await.map_err(Into::into)?;
+        serde_json::to_value(&output).map_err(|e| {
+            StepFailure::from(StepError::new(
+                ErrorKind::Internal,
+                format!("step output could not be serialised: {e}"),
+            ))
+        })
+    }
+    .await;
+    result.inspect_err(|e| tracing::error!(error_type = e.name, error = %e.message, "step failed"))
+}
+
+/// Runs the step named by [`STEP_VAR`] under the Lambda runtime. A missing or unknown step
+/// name, or a context that fails to build (bad configuration), fails every invocation with
+/// `ConfigurationError` instead of crashing the runtime, so the state machine sees why.
+pub async fn run() -> Result<(), lambda_runtime::Error> {
+    refresh_core::telemetry::init_json_logs();
+    let ready = async {
+        let step = step_from_env()?;
+        Ok::<_, StepError>((step, Arc::new(Context::from_env().await?)))
+    }
+    .await;
+    if let Err(e) = &ready {
+        tracing::error!(error_type = e.kind.name(), error = %e.message, "configuration is invalid");
+    }
+    let ready = &ready;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        match ready {
+            Ok((step, context)) => step.invoke(Arc::clone(context), event.payload).await,
+            Err(e) => Err(StepFailure {
+                name: e.kind.name(),
+                message: e.message.clone(),
+            }),
+        }
+    }))
+    .await
+}
+
+fn step_from_env() -> StepResult<Step> {
+    let name = std::env::var(STEP_VAR).unwrap_or_default();
+    Step::from_name(&name).ok_or_else(|| {
+        let known: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
+        StepError::new(
+            ErrorKind::Configuration,
+            format!(
+                "{STEP_VAR} is {name:?}; it must name one of the steps: {}",
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[test]
+    fn concurrency_conflict_is_reported_under_its_stable_name() {
+        let error = StepError::new(
+            ErrorKind::ConcurrencyConflict,
+            "image refresh arn:…:exec-1 is running",
+        );
+        let diagnostic: Diagnostic = StepFailure::from(error).into();
+        assert_eq!(diagnostic.error_type, "ConcurrencyConflict");
+        assert_eq!(
+            diagnostic.error_message,
+            "image refresh arn:…:exec-1 is running"
+        );
+    }
+
+    #[test]
+    fn every_kind_keeps_the_name_the_state_machines_match() {
+        let expected = [
+            (ErrorKind::InvalidInput, "InvalidInput"),
+            (ErrorKind::ConcurrencyConflict, "ConcurrencyConflict"),
+            (ErrorKind::RecordDropTooLarge, "RecordDropTooLarge"),
+            (ErrorKind::TransientDatabase, "TransientDatabaseError"),
+            (ErrorKind::TransientSearch, "TransientSearchError"),
+            (ErrorKind::InvalidState, "InvalidState"),
+            (ErrorKind::Configuration, "ConfigurationError"),
+            (ErrorKind::Internal, "InternalError"),
+        ];
+        for (kind, name) in expected {
+            let diagnostic: Diagnostic = StepFailure::from(StepError::new(kind, "m")).into();
+            assert_eq!(diagnostic.error_type, name);
+        }
+    }
+
+    #[test]
+    fn the_runtime_serialises_the_name_as_error_type() {
+        // What the Lambda Runtime API receives, and Step Functions turns into the error name.
+        let diagnostic: Diagnostic =
+            StepFailure::from(StepError::new(ErrorKind::TransientSearch, "es 503")).into();
+        let json = serde_json::to_value(&diagnostic).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"errorType": "TransientSearchError", "errorMessage": "es 503"})
+        );
+    }
+
+    #[test]
+    fn worker_failures_keep_their_names() {
+        let d: Diagnostic = StepFailure::worker_task_failed("task t1 failed").into();
+        assert_eq!(d.error_type, "WorkerTaskFailed");
+        assert_eq!(d.error_message, "task t1 failed");
+        let d: Diagnostic = StepFailure::worker_not_ready("busy").into();
+        assert_eq!(d.error_type, "WorkerNotReady");
+        let d: Diagnostic =
+            StepFailure::from(StepError::new(ErrorKind::TransientSearch, "503")).into();
+        assert_eq!(d.error_type, "TransientSearchError");
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Probe {
+        #[allow(dead_code)]
+        index: String,
+        #[allow(dead_code)]
+        range: ProbeRange,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ProbeRange {
+        #[allow(dead_code)]
+        start_id: i64,
+    }
+
+    #[test]
+    fn bad_input_is_invalid_input_naming_the_field() {
+        let err = parse_input::<Probe>(
+            serde_json::json!({"index": "image-x", "range": {"start_id": "one"}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidInput);
+        assert!(err.message.contains("range.start_id"), "{}", err.message);
+
+        let err = parse_input::<Probe>(serde_json::json!({"index": "image-x"})).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidInput);
+        assert!(err.message.contains("range"), "{}", err.message);
+
+        assert!(
+            parse_input::<Probe>(serde_json::json!({"index": "i", "range": {"start_id": 1}}))
+                .is_ok()
+        );
+    }
+}
