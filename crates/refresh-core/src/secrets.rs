@@ -73,14 +73,7 @@ mod tests {
     use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
     use aws_sdk_secretsmanager::types::error::{InternalServiceError, ResourceNotFoundException};
 
-    const SECRET_JSON: &str = r#"{
-        "api_db_url": "postgres://u:api-pa55word@db:5432/openledger",
-        "catalog_db_url": "postgres://u:cat-pa55word@catalog:5432/openledger",
-        "es_url": "http://elastic:es-pa55word@es:9200",
-        "worker_token": "tok-0123456789",
-        "catalog_fdw": {"host": "catalog", "port": 5432, "dbname": "openledger",
-                        "user": "fdw", "password": "fdw-pa55word"}
-    }"#;
+    use crate::settings::tests::SECRET_JSON;
 
     fn service_error(error: GetSecretValueError) -> SdkError<GetSecretValueError, ()> {
         SdkError::service_error(error, ())
@@ -136,7 +129,7 @@ mod tests {
     #[test]
     fn values_are_parsed_and_never_echoed() {
         let secrets = parse_secret("refresh/staging", Some(SECRET_JSON)).unwrap();
-        assert_eq!(secrets.worker_token(), "tok-0123456789");
+        assert_eq!(secrets.worker_token(), "tok-0123456789abcdef");
 
         let err = parse_secret("refresh/staging", None).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Configuration);

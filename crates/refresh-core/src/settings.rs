@@ -117,11 +117,11 @@ fn configuration_error(location: &str, error: &serde_json::Error) -> StepError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::error::ErrorKind;
 
-    const SECRET_JSON: &str = r#"{
+    pub(crate) const SECRET_JSON: &str = r#"{
         "api_db_url": "postgres://api_user:api-pa55word@db.internal:5432/openledger",
         "catalog_db_url": "postgres://cat_user:cat-pa55word@catalog.internal:5432/openledger",
         "es_url": "http://elastic:es-pa55word@es.internal:9200",
