@@ -2,7 +2,11 @@
 
 #![recursion_limit = "256"]
 
+use refresh_functions::runtime;
+use refresh_functions::steps::Step;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    refresh_functions::runtime::run().await
+    let step = Step::from_env();
+    runtime::run(step.map(|step| move |context, payload| step.invoke(context, payload))).await
 }

@@ -2,7 +2,6 @@
 //! cold start, input parsed strictly, errors reported under their stable names.
 
 use crate::context::Context;
-use crate::steps::Step;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use refresh_core::error::{ErrorKind, StepError, StepResult};
 use serde::de::DeserializeOwned;
@@ -11,10 +10,6 @@ use serde_json::Value;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-
-/// The environment variable naming the step a Lambda function runs (`copy_data`, …): every
-/// function runs the same bootstrap, the template sets this per function.
-pub const STEP_VAR: &str = "REFRESH_STEP";
 
 /// A step's failure: the name Retry/Catch match (`errorType`) and the operator's message.
 /// Besides the [`ErrorKind`] names, the worker steps fail as `WorkerTaskFailed` and
@@ -110,14 +105,19 @@ where
     result.inspect_err(|e| tracing::error!(error_type = e.name, error = %e.message, "step failed"))
 }
 
-/// Runs the step named by [`STEP_VAR`] under the Lambda runtime. A missing or unknown step
-/// name, or a context that fails to build (bad configuration), fails every invocation with
-/// `ConfigurationError` instead of crashing the runtime, so the state machine sees why.
-pub async fn run() -> Result<(), lambda_runtime::Error> {
+/// Serves `handler` under the Lambda runtime. A handler that could not be chosen (a
+/// missing or unknown step name) or a context that fails to build (bad configuration) fails
+/// every invocation with its error instead of crashing the runtime, so the state machine
+/// sees `ConfigurationError` and why.
+pub async fn run<H, Fut>(handler: StepResult<H>) -> Result<(), lambda_runtime::Error>
+where
+    H: Fn(Arc<Context>, Value) -> Fut,
+    Fut: Future<Output = Result<Value, StepFailure>>,
+{
     refresh_core::telemetry::init_json_logs();
     let ready = async {
-        let step = step_from_env()?;
-        Ok::<_, StepError>((step, Arc::new(Context::from_env().await?)))
+        let handler = handler?;
+        Ok::<_, StepError>((handler, Arc::new(Context::from_env().await?)))
     }
     .await;
     if let Err(e) = &ready {
@@ -126,7 +126,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     let ready = &ready;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         match ready {
-            Ok((step, context)) => step.invoke(Arc::clone(context), event.payload).await,
+            Ok((handler, context)) => handler(Arc::clone(context), event.payload).await,
             Err(e) => Err(StepFailure {
                 name: e.kind.name(),
                 message: e.message.clone(),
@@ -134,20 +134,6 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         }
     }))
     .await
-}
-
-fn step_from_env() -> StepResult<Step> {
-    let name = std::env::var(STEP_VAR).unwrap_or_default();
-    Step::from_name(&name).ok_or_else(|| {
-        let known: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
-        StepError::new(
-            ErrorKind::Configuration,
-            format!(
-                "{STEP_VAR} is {name:?}; it must name one of the steps: {}",
-                known.join(", ")
-            ),
-        )
-    })
 }
 
 #[cfg(test)]

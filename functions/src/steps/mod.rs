@@ -10,8 +10,13 @@ pub mod params;
 
 use crate::runtime::{invoke, StepFailure};
 use crate::Context;
+use refresh_core::error::{ErrorKind, StepError, StepResult};
 use serde_json::Value;
 use std::sync::Arc;
+
+/// The environment variable naming the step a Lambda function runs (`copy_data`, …): every
+/// function runs the same bootstrap, the template sets this per function.
+pub const STEP_VAR: &str = "REFRESH_STEP";
 
 /// Declares the step modules and the [`Step`] registry in one list: `module => Variant`.
 /// The module name is the step's name (`REFRESH_STEP`), the variant its function's logical id
@@ -44,6 +49,18 @@ macro_rules! steps {
 
             pub fn from_name(name: &str) -> Option<Step> {
                 Step::ALL.iter().copied().find(|step| step.name() == name)
+            }
+
+            /// The step this function runs, from [`STEP_VAR`].
+            pub fn from_env() -> StepResult<Step> {
+                let name = std::env::var(STEP_VAR).unwrap_or_default();
+                Step::from_name(&name).ok_or_else(|| {
+                    let known: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
+                    StepError::new(
+                        ErrorKind::Configuration,
+                        format!("{STEP_VAR} is {name:?}; it must name one of the steps: {}", known.join(", ")),
+                    )
+                })
             }
 
             /// Runs one invocation of the step.

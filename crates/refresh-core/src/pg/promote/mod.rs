@@ -19,6 +19,7 @@
 mod reapply;
 mod sequences;
 mod shape;
+mod statement;
 mod swap;
 
 pub use reapply::{

@@ -2,7 +2,7 @@
 //! columns) over to the promoted table, so new rows keep getting ids from them.
 
 use super::shape::OwnedSequence;
-use super::swap::{exec, Tables};
+use super::statement::{exec, Tables};
 use crate::error::StepResult;
 use crate::pg::error::PgResultExt;
 use crate::pg::sql::quote_ident;

@@ -8,6 +8,7 @@ use super::shape::{
     check_supported, owned_sequences, referencing_foreign_keys, table_comment_and_grants,
     table_shape, OwnedSequence, ReferencingForeignKey, TableShape,
 };
+use super::statement::{exec, Tables};
 use crate::error::{StepError, StepResult};
 use crate::media::MediaType;
 use crate::pg::error::PgResultExt;
@@ -120,25 +121,6 @@ pub async fn promote_table_with_hook(
     })
 }
 
-/// The live and temp table of a media type, by name and as SQL.
-pub(super) struct Tables {
-    pub(super) live: &'static str,
-    pub(super) temp: &'static str,
-    pub(super) live_sql: String,
-    pub(super) temp_sql: String,
-}
-
-impl Tables {
-    fn of(media: MediaType) -> Self {
-        Tables {
-            live: media.table(),
-            temp: media.temp_table(),
-            live_sql: quote_ident(media.table()),
-            temp_sql: quote_ident(media.temp_table()),
-        }
-    }
-}
-
 /// What the swap works from, read under the lock.
 struct Plan {
     live: TableShape,
@@ -147,12 +129,6 @@ struct Plan {
     temp_sequences: Vec<OwnedSequence>,
     /// `COMMENT` / `GRANT` statements restoring the live table's comment and privileges.
     carried_over: Vec<String>,
-}
-
-/// Runs one statement of the promotion; returns the rows it touched.
-pub(super) async fn exec(tx: &Transaction<'_>, what: &str, sql: &str) -> StepResult<u64> {
-    tracing::debug!(statement = %sql, "promotion");
-    tx.execute(sql, &[]).await.context(what)
 }
 
 async fn set_timeouts(tx: &Transaction<'_>, options: &PromotionOptions) -> StepResult<()> {
