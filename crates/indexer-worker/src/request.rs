@@ -77,7 +77,7 @@ pub fn validate(request: TaskRequest) -> Result<TaskSpec, RequestError> {
 /// wildcards, commas, `_all`): the project-wide rule of `refresh_core::es`. A refused name
 /// would make every bulk item fail, so it is refused up front.
 pub fn validate_index_name(name: &str) -> Result<(), String> {
-    refresh_core::es::validate_index_name(name).map_err(|e| e.message)
+    refresh_core::names::validate_index_name(name).map_err(|e| e.message)
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@
 //! them going, an execution only yields to those that started *before* it (ties broken by
 //! ARN). The later one refuses, naming the earlier.
 
+use crate::environment::Environment;
 use crate::error::{ErrorKind, StepError};
-use crate::input::Environment;
 use crate::media::MediaType;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

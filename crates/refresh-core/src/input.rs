@@ -6,12 +6,10 @@
 //! literally, so nothing from the input can reach SQL as an identifier.
 
 use crate::config::RefreshDefaults;
-pub use crate::environment::Environment;
+use crate::environment::Environment;
 use crate::error::{shorten, ErrorKind, StepError};
 use crate::media::MediaType;
-pub use crate::names::{
-    filtered_index_name, generated_suffix, index_name, validate_index_suffix, MAX_INDEX_NAME_BYTES,
-};
+use crate::names::{filtered_index_name, generated_suffix, index_name, validate_index_suffix};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! `copy_data` against the real PostgreSQL (two fresh databases per test, via testkit).
 
+use refresh_core::environment::Environment;
 use refresh_core::error::ErrorKind;
-use refresh_core::input::Environment;
 use refresh_core::media::MediaType;
 use refresh_core::pg::copy::{copy_data, CopyCursor, CopyProgress, CopyRequest};
 use refresh_core::settings::{CatalogFdw, SecretString};

@@ -5,7 +5,7 @@
 //! Run: `TEST_PG_URL=… cargo test -p refresh-core --release --test pg_copy_bench -- --ignored --nocapture`
 //! (`BENCH_ROWS` sets the catalog size, default 100 000).
 
-use refresh_core::input::Environment;
+use refresh_core::environment::Environment;
 use refresh_core::media::MediaType;
 use refresh_core::pg::connect::pool;
 use refresh_core::pg::copy::{copy_data, CopyRequest};

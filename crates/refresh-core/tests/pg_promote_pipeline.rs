@@ -2,7 +2,7 @@
 //! step fills the temp table from the catalog, then constraints are reapplied and the table
 //! promoted — twice in a row, as weekly refreshes do.
 
-use refresh_core::input::Environment;
+use refresh_core::environment::Environment;
 use refresh_core::media::MediaType;
 use refresh_core::pg::copy::{copy_data, CopyCursor, CopyRequest};
 use refresh_core::pg::counts::{row_count, rows_by_source, table_exists, MediaTable};

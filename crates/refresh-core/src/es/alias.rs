@@ -1,9 +1,10 @@
 //! Alias promotion and deletion of the indices it replaced.
 
 use super::reindex::cancel_reindex_into;
-use super::{validate_index_name, SearchClient};
+use super::SearchClient;
 use crate::error::{StepError, StepResult};
 use crate::media::MediaType;
+use crate::names::validate_index_name;
 use elasticsearch::http::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};

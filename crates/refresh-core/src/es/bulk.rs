@@ -15,8 +15,9 @@ use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use elasticsearch::http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::{client_error, status_error, validate_index_name, SearchClient};
+use super::{client_error, status_error, SearchClient};
 use crate::error::StepResult;
+use crate::names::validate_index_name;
 
 /// Content type of a bulk body.
 pub const NDJSON_CONTENT_TYPE: &str = "application/x-ndjson";

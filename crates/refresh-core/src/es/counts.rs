@@ -1,7 +1,8 @@
 //! Document counts: the total and one count per `source`, for every source.
 
-use super::{validate_index_name, SearchClient};
+use super::SearchClient;
 use crate::error::{ErrorKind, StepError, StepResult};
+use crate::names::validate_index_name;
 use elasticsearch::http::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};

@@ -1,8 +1,9 @@
 //! Index creation from the versioned settings / mappings, finishing and health.
 
-use super::{validate_index_name, SearchClient};
+use super::SearchClient;
 use crate::error::{ErrorKind, StepError, StepResult};
 use crate::media::MediaType;
+use crate::names::validate_index_name;
 use elasticsearch::http::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};

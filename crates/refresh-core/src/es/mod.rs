@@ -5,7 +5,7 @@
 //! Every call goes through [`SearchClient::call`] with plain JSON over the REST API, using only
 //! endpoints and parameters that Elasticsearch 7.9 and 8.x both accept (no mapping types, no
 //! deprecated parameters). Index and alias names come from `MediaType` / a validated suffix,
-//! and are checked again by [`validate_index_name`] before they reach a URL path.
+//! and are checked again by [`crate::names::validate_index_name`] before they reach a URL path.
 
 pub mod alias;
 pub mod bulk;
@@ -28,8 +28,6 @@ pub use reindex::{
     FilteredReindexStarted, ReindexOptions, Slices, TaskStatus,
 };
 pub use terms::{load_sensitive_terms, parse_sensitive_terms};
-// The index-name rule lives in `crate::names`; callers here reach it under `es::`.
-pub use crate::names::validate_index_name;
 
 use crate::error::{ErrorKind, StepError, StepResult};
 use crate::settings::Secrets;

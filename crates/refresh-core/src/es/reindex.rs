@@ -1,9 +1,10 @@
 //! The filtered index: an async, sliced, throttled `_reindex` that leaves out documents with a
 //! sensitive term in their tags, title or description, and the task poll.
 
-use super::{error_reason, validate_index_name, SearchClient};
+use super::{error_reason, SearchClient};
 use crate::config::DEFAULT_REINDEX_THROTTLE_RPS;
 use crate::error::{ErrorKind, StepError, StepResult};
+use crate::names::validate_index_name;
 use elasticsearch::http::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};

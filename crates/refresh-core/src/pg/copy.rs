@@ -18,8 +18,8 @@
 //! that fails copies nothing, and a retry after a lost response resumes from what was really
 //! committed, so no row is copied twice.
 
+use crate::environment::Environment;
 use crate::error::{ErrorKind, StepError, StepResult};
-use crate::input::Environment;
 use crate::media::MediaType;
 use crate::pg::error::{pg_error_withheld, PgResultExt};
 use crate::pg::sql::{quote_ident, quote_literal};
