@@ -304,11 +304,14 @@ fn lambda_tasks(file: &str, machine: &str) -> Vec<LambdaTask> {
         };
         let payload = match (&state["Parameters"], state["InputPath"].as_str()) {
             (Value::Object(_), _) => payload(&state["Parameters"], machine),
-            // validate_input reads the merged execution input and context.
-            (Value::Null, Some("$.request.payload")) => json!({
-                "media_type": "image", "environment": "staging", "index_suffix": "init",
-                "execution_id": format!("{ARN_PREFIX}:execution:{machine}:run-1"),
-                "start_time": "2026-03-02T00:04:05.123Z"
+            // validate_input reads the execution input and the context apart
+            // (`validate_input_gets_the_raw_input_and_the_context_apart`).
+            (Value::Null, Some("$.request")) => json!({
+                "input": {"media_type": "image", "environment": "staging", "index_suffix": "init"},
+                "context": {
+                    "execution_id": format!("{ARN_PREFIX}:execution:{machine}:run-1"),
+                    "start_time": "2026-03-02T00:04:05.123Z"
+                }
             }),
             other => panic!("{file} {name}: unexpected input {other:?}"),
         };
@@ -480,6 +483,90 @@ fn cleanup_admission_states_exist_in_the_definitions() {
         let states = all_states(&load(file));
         let next = states["Check concurrency"]["Next"].as_str().unwrap();
         assert!(!ADMISSION_STATES.contains(&next), "{file}: {next}");
+    }
+    // And the list is exactly what each machine passes before its first state that may
+    // create something: from StartAt through the validation and concurrency Tasks (and their
+    // wait loop and refusal), stopping at any other Task.
+    for (file, _) in MACHINES {
+        let definition = load(file);
+        let states = all_states(&definition);
+        let mut admission = BTreeSet::new();
+        let mut todo = vec![definition["StartAt"].as_str().unwrap().to_string()];
+        while let Some(name) = todo.pop() {
+            let state = &states[&name];
+            let creates = state["Type"] == "Task"
+                && !["Validate input", "Check concurrency"].contains(&name.as_str());
+            if creates || !admission.insert(name.clone()) {
+                continue;
+            }
+            let mut next: Vec<&Value> = vec![&state["Next"], &state["Default"]];
+            next.extend(state["Choices"].as_array().into_iter().flatten().map(|c| &c["Next"]));
+            next.extend(state["Catch"].as_array().into_iter().flatten().map(|c| &c["Next"]));
+            todo.extend(next.into_iter().filter_map(Value::as_str).map(str::to_string));
+        }
+        let listed: BTreeSet<String> = ADMISSION_STATES
+            .iter()
+            .filter(|name| states.contains_key(**name))
+            .map(|name| name.to_string())
+            .collect();
+        assert_eq!(admission, listed, "{file}: admission states drifted from machines.rs");
+    }
+}
+
+/// The execution input reaches validate_input untouched, beside the context: nothing before
+/// it (no `States.JsonMerge`, no path into the input) can fail on an input that is not an
+/// object, or let an input key overwrite `execution_id` / `start_time`.
+#[test]
+fn validate_input_gets_the_raw_input_and_the_context_apart() {
+    for (file, _) in MACHINES {
+        let definition = load(file);
+        let states = all_states(&definition);
+        let prepare = &states["Prepare input"];
+        assert_eq!(definition["StartAt"], "Prepare input", "{file}");
+        assert_eq!(prepare["Parameters"]["input.$"], "$", "{file}");
+        assert_eq!(
+            prepare["Parameters"]["context"],
+            json!({"execution_id.$": "$$.Execution.Id", "start_time.$": "$$.Execution.StartTime"}),
+            "{file}"
+        );
+        let validate = &states["Validate input"];
+        assert_eq!(validate["InputPath"], "$.request", "{file}");
+        assert_eq!(validate["Parameters"], Value::Null, "{file}");
+        let builders: Vec<&String> = states
+            .iter()
+            .filter(|(_, s)| s["ResultPath"] == "$.request")
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(builders, ["Add execution context"], "{file}");
+        assert_eq!(
+            states["Add execution context"]["Parameters"],
+            json!({"input.$": "$.input", "context.$": "$.context"}),
+            "{file}"
+        );
+        // The raw input is read in exactly that one place.
+        let text = definition.to_string();
+        assert_eq!(text.matches("$.input").count(), 1, "{file}");
+        assert!(!text.contains("JsonMerge"), "{file}");
+    }
+    // What validate_input then refuses, by name, instead of the machine failing with
+    // States.Runtime or silently overwriting the context.
+    let context = json!({"execution_id": format!("{ARN_PREFIX}:execution:m:run-1"),
+        "start_time": "2026-03-02T00:04:05Z"});
+    for (input, says) in [
+        (json!(["image"]), "execution input must be a JSON object, got an array"),
+        (json!("image"), "execution input must be a JSON object, got a string"),
+        (
+            json!({"media_type": "image", "environment": "staging", "start_time": "2020-01-01T00:00:00Z"}),
+            "start_time: ",
+        ),
+        (
+            json!({"media_type": "image", "environment": "staging", "execution_id": "x"}),
+            "execution_id: ",
+        ),
+    ] {
+        let err = parse_step_input("validate_input", json!({"input": input, "context": context}))
+            .unwrap_err();
+        assert!(err.starts_with(says), "{input}: {err}");
     }
 }
 
