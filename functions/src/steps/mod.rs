@@ -2,9 +2,10 @@
 //! and read them (`statemachine/*.asl.json`), `parse` (the strict parse plus any check of the
 //! input as a whole) and `handle` (the few lines that call `refresh_core`).
 //!
-//! [`Step`] is the registry: the one list of step names. The runtime picks a step by name,
-//! `tests/asl_contract.rs` checks every step against the definitions and the template, so a
-//! step that is added here but forgotten elsewhere (or the reverse) fails a test.
+//! [`Step`] is the registry: the one list of step names. The bootstrap picks a step by name;
+//! `functions/tests/asl_contract.rs` checks every step against the definitions and
+//! `tests/infra/test_template.py` against the template and `docs/ARCHITECTURE.md`, so a step
+//! added here but forgotten elsewhere (or the reverse) fails a test.
 
 pub mod params;
 
