@@ -260,7 +260,7 @@ async fn execute(ctx: &Context, plan: &CleanupPlan, database: bool) -> StepResul
         keep(
             async {
                 let api = api_db(&secrets).await?;
-                refresh_core::pg::copy::drop_fdw(&api, plan.media).await?;
+                refresh_core::pg::fdw::drop_fdw(&api, plan.media).await?;
                 output.dropped_fdw_server = true;
                 output.dropped_temp_table =
                     refresh_core::pg::counts::drop_temp_table(&api, plan.media).await?;

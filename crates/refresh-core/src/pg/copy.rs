@@ -1,7 +1,8 @@
 //! Step 2, copy data: catalog → `temp_import_<media>` in the API database over `postgres_fdw`.
 //!
-//! One call copies keyset batches (`identifier > cursor ORDER BY identifier LIMIT n`) until its
-//! time budget is used, then returns a cursor; the state machine calls again until `done`.
+//! One call copies keyset batches (`identifier > cursor AND identifier <= window end ORDER BY
+//! identifier LIMIT n`, see [`KeyWindow`]) until its time budget is used, then returns a
+//! cursor; the state machine calls again until `done`.
 //! - Only the columns both the API table and the catalog table have are copied; `id` comes
 //!   from the temp table's own sequence.
 //! - Rows whose identifier is in `api_deleted<media>` are skipped.
@@ -21,11 +22,12 @@
 use crate::environment::Environment;
 use crate::error::{ErrorKind, StepError, StepResult};
 use crate::media::MediaType;
-use crate::pg::error::{pg_error_withheld, PgResultExt};
+use crate::pg::error::PgResultExt;
+use crate::pg::fdw::{create_fdw, drop_fdw, fdw_server_name, shared_columns, AUDIOSET_VIEW};
+use crate::pg::key_window::KeyWindow;
 use crate::pg::sql::{quote_ident, quote_literal};
 use crate::settings::CatalogFdw;
 use crate::tags::{TagFilterConfig, TagFilterSql};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use tokio_postgres::types::ToSql;
@@ -36,10 +38,7 @@ use uuid::Uuid;
 pub const DEFAULT_BATCH_SIZE: u64 = 50_000;
 /// Leaves a Lambda (15 min maximum) room to finish the batch in flight and clean up.
 pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_secs(600);
-/// The catalog schema the media tables live in.
-const REMOTE_SCHEMA: &str = "public";
 const AUDIOSET_TABLE: &str = "audioset";
-const AUDIOSET_VIEW: &str = "audioset_view";
 
 /// What one `copy_data` call should do.
 #[derive(Debug, Clone)]
@@ -85,6 +84,10 @@ pub struct CopyCursor {
     pub rows_scanned: u64,
     /// All rows are copied; only finishing (primary key, audioset) remains.
     pub rows_done: bool,
+    /// The identifier range the next batch may span ([`KeyWindow`]), in decimal (a 128-bit
+    /// number); absent until a batch has come back full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_width: Option<String>,
 }
 
 /// The result of one call (docs/ARCHITECTURE.md `copy_data` output).
@@ -95,14 +98,6 @@ pub struct CopyProgress {
     pub rows_copied: u64,
     pub rows_scanned: u64,
     pub done: bool,
-}
-
-/// `upstream_<media>`: the FDW server, and the local schema holding its foreign tables.
-pub fn fdw_server_name(media: MediaType) -> &'static str {
-    match media {
-        MediaType::Image => "upstream_image",
-        MediaType::Audio => "upstream_audio",
-    }
 }
 
 pub fn temp_sequence_name(media: MediaType) -> &'static str {
@@ -157,102 +152,6 @@ pub async fn copy_data(
             Err(e)
         }
     }
-}
-
-/// Drops the FDW server (with its user mapping and foreign tables) and its schema; no-op
-/// when absent. Also used by the cleanup step.
-pub async fn drop_fdw(api: &Client, media: MediaType) -> StepResult<()> {
-    let name = quote_ident(fdw_server_name(media));
-    api.batch_execute(&format!(
-        "DROP SCHEMA IF EXISTS {name} CASCADE; DROP SERVER IF EXISTS {name} CASCADE;"
-    ))
-    .await
-    .context("dropping the catalog FDW server")
-}
-
-async fn create_fdw(api: &Client, media: MediaType, fdw: &CatalogFdw) -> StepResult<()> {
-    let name = quote_ident(fdw_server_name(media));
-    let mut remote_tables = vec![quote_ident(media.table())];
-    if media == MediaType::Audio {
-        remote_tables.push(quote_ident(AUDIOSET_VIEW));
-    }
-    api.batch_execute(&format!(
-        "CREATE EXTENSION IF NOT EXISTS postgres_fdw; \
-         DROP SCHEMA IF EXISTS {name} CASCADE; DROP SERVER IF EXISTS {name} CASCADE; \
-         CREATE SERVER {name} FOREIGN DATA WRAPPER postgres_fdw \
-           OPTIONS (host {}, port {}, dbname {}, fetch_size '10000');",
-        quote_literal(&fdw.host),
-        quote_literal(&fdw.port.to_string()),
-        quote_literal(&fdw.dbname),
-    ))
-    .await
-    .context("creating the catalog FDW server")?;
-    // DDL takes no bound parameters: the password is a quoted literal. The statement is never
-    // logged, and a failure reports only its SQLSTATE (a message could quote the statement).
-    let mapping = format!(
-        "CREATE USER MAPPING FOR CURRENT_USER SERVER {name} OPTIONS (user {}, password {})",
-        quote_literal(&fdw.user),
-        quote_literal(fdw.password.expose_secret()),
-    );
-    api.batch_execute(&mapping)
-        .await
-        .map_err(|e| pg_error_withheld("creating the catalog FDW user mapping", e))?;
-    api.batch_execute(&format!(
-        "CREATE SCHEMA {name}; \
-         IMPORT FOREIGN SCHEMA {} LIMIT TO ({}) FROM SERVER {name} INTO {name};",
-        quote_ident(REMOTE_SCHEMA),
-        remote_tables.join(", "),
-    ))
-    .await
-    .context("importing the catalog tables over FDW")
-}
-
-/// Columns of `schema.table`, in table order.
-async fn columns_of(
-    api: &impl GenericClient,
-    schema_sql: &str,
-    table: &str,
-) -> StepResult<Vec<String>> {
-    let rows = api
-        .query(
-            &format!(
-                "SELECT column_name::text FROM information_schema.columns \
-                 WHERE table_schema = {schema_sql} AND table_name = $1 ORDER BY ordinal_position"
-            ),
-            &[&table],
-        )
-        .await
-        .context("reading table columns")?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-/// Columns the local `table` and the imported foreign table share, minus `id`, in the local
-/// table's order. Catalog-only columns (`ingestion_type`, …) are left out.
-pub async fn shared_columns(
-    api: &impl GenericClient,
-    media: MediaType,
-    local_table: &str,
-    remote_table: &str,
-) -> StepResult<Vec<String>> {
-    let local = columns_of(api, "current_schema()", local_table).await?;
-    let remote = api
-        .query(
-            "SELECT column_name::text FROM information_schema.columns \
-             WHERE table_schema = $1 AND table_name = $2",
-            &[&fdw_server_name(media), &remote_table],
-        )
-        .await
-        .context("reading the catalog table's columns")?;
-    let remote: Vec<String> = remote.iter().map(|r| r.get(0)).collect();
-    if remote.is_empty() {
-        return Err(StepError::invalid_state(format!(
-            "the catalog has no table {remote_table:?} to copy from"
-        )));
-    }
-    Ok(local
-        .into_iter()
-        .filter(|c| c != "id" && remote.contains(c))
-        .collect())
 }
 
 async fn table_exists(api: &impl GenericClient, table: &str) -> StepResult<bool> {
@@ -347,49 +246,67 @@ async fn create_temp_table(api: &mut Client, media: MediaType) -> StepResult<()>
             rows_copied: 0,
             rows_scanned: 0,
             rows_done: false,
+            key_width: None,
         },
     )
     .await?;
     tx.commit().await.context("committing the temp table")
 }
 
-fn batch_sql(media: MediaType, columns: &[String], first_batch: bool) -> String {
+/// The catalog side of a batch: `$1` the cursor (exclusive, or inclusive for the first
+/// batch), `$2` the window's end, `$3` the batch size. The range is a `WHERE` clause, which
+/// `postgres_fdw` always ships, so the catalog's query is bounded however it plans the `LIMIT`.
+pub fn remote_batch_sql(media: MediaType, columns: &[String], first_batch: bool) -> String {
     let remote = format!(
         "{}.{}",
         quote_ident(fdw_server_name(media)),
         quote_ident(media.table())
     );
-    let list = columns
+    let list = quoted_list(columns);
+    // The first batch includes the nil uuid itself, later ones start after the cursor.
+    let op = if first_batch { ">=" } else { ">" };
+    format!(
+        "SELECT {list} FROM {remote} \
+         WHERE \"identifier\" {op} $1 AND \"identifier\" <= $2 ORDER BY \"identifier\" LIMIT $3"
+    )
+}
+
+fn quoted_list(columns: &[String]) -> String {
+    columns
         .iter()
         .map(|c| quote_ident(c))
         .collect::<Vec<_>>()
-        .join(", ");
+        .join(", ")
+}
+
+/// One batch: [`remote_batch_sql`], then the insert into the temp table of its rows that are
+/// not deleted, tags filtered; `$4` the rows the row limit still allows, the tag filter's
+/// parameters from `$5`.
+fn batch_sql(media: MediaType, columns: &[String], first_batch: bool) -> String {
+    let list = quoted_list(columns);
     let select = columns
         .iter()
         .map(|c| {
             if c == "tags" {
-                TagFilterSql::expression("b.\"tags\"", 4)
+                TagFilterSql::expression("b.\"tags\"", 5)
             } else {
                 format!("b.{}", quote_ident(c))
             }
         })
         .collect::<Vec<_>>()
         .join(", ");
-    // The first batch includes the nil uuid itself, later ones start after the cursor.
-    let op = if first_batch { ">=" } else { ">" };
     format!(
-        "WITH batch AS MATERIALIZED ( \
-           SELECT {list} FROM {remote} WHERE \"identifier\" {op} $1 ORDER BY \"identifier\" LIMIT $2 \
-         ), inserted AS ( \
+        "WITH batch AS MATERIALIZED ( {remote} ), inserted AS ( \
            INSERT INTO {temp} ({list}) \
            SELECT {select} FROM batch AS b \
            WHERE NOT EXISTS (SELECT 1 FROM {deleted} AS d WHERE d.\"identifier\" = b.\"identifier\") \
-           ORDER BY b.\"identifier\" LIMIT $3 \
+           ORDER BY b.\"identifier\" LIMIT $4 \
            RETURNING \"identifier\" \
          ) \
          SELECT (SELECT count(*) FROM batch), (SELECT count(*) FROM inserted), \
                 (SELECT \"identifier\" FROM batch ORDER BY \"identifier\" DESC LIMIT 1), \
                 (SELECT \"identifier\" FROM inserted ORDER BY \"identifier\" DESC LIMIT 1)",
+        remote = remote_batch_sql(media, columns, first_batch),
         temp = quote_ident(media.temp_table()),
         deleted = quote_ident(media.deleted_table()),
     )
@@ -410,6 +327,7 @@ async fn copy_call(
                 rows_copied: 0,
                 rows_scanned: 0,
                 rows_done: false,
+                key_width: None,
             }
         }
         Some(_) => {
@@ -453,12 +371,18 @@ async fn copy_call(
                 position.rows_done = true;
                 break;
             }
-            let (sql, from) = match position.last_identifier {
+            let width = position
+                .key_width
+                .as_deref()
+                .and_then(|w| w.parse::<u128>().ok());
+            let window = KeyWindow::after(position.last_identifier, width);
+            let (sql, from) = match window.lower {
                 None => (&first_sql, Uuid::nil()),
                 Some(last) => (&next_sql, last),
             };
             let insert_limit: Option<i64> = remaining.map(|r| i64::try_from(r).unwrap_or(i64::MAX));
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&from, &batch_size, &insert_limit];
+            let mut params: Vec<&(dyn ToSql + Sync)> =
+                vec![&from, &window.upper, &batch_size, &insert_limit];
             params.extend(tags.params());
             let row = tx
                 .query_one(sql.as_str(), &params)
@@ -471,19 +395,20 @@ async fn copy_call(
             position.rows_scanned += scanned;
             position.rows_copied += inserted;
             let limit_hit = remaining.is_some_and(|r| inserted >= r);
+            let advance = window.advance(scanned, request.batch_size, last_scanned);
             // When the limit cut the batch short, rows after the last inserted one were not taken.
             position.last_identifier = if limit_hit {
-                last_inserted
+                last_inserted.or(position.last_identifier)
             } else {
-                last_scanned
-            }
-            .or(position.last_identifier);
+                advance.cursor
+            };
+            position.key_width = advance.width.map(|w| w.to_string());
             tracing::info!(
                 media = %media, batch_rows = scanned, batch_inserted = inserted,
                 rows_copied = position.rows_copied, rows_scanned = position.rows_scanned,
                 "copied a batch"
             );
-            if limit_hit || scanned < request.batch_size {
+            if limit_hit || advance.exhausted {
                 position.rows_done = true;
                 break;
             }
@@ -596,7 +521,7 @@ mod tests {
             sql.contains("INSERT INTO \"temp_import_audio\" (\"identifier\", \"tags\", \"url\")")
         );
         assert!(sql.contains("jsonb_array_elements(b.\"tags\")"));
-        assert!(sql.contains("\"identifier\" > $1"));
+        assert!(sql.contains("\"identifier\" > $1 AND \"identifier\" <= $2"));
         assert!(batch_sql(MediaType::Audio, &cols, true).contains("\"identifier\" >= $1"));
     }
 }

@@ -5,6 +5,8 @@ pub mod connect;
 pub mod copy;
 pub mod counts;
 pub mod error;
+pub mod fdw;
 pub mod filter;
+pub mod key_window;
 pub mod promote;
 pub mod sql;
