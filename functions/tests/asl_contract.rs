@@ -500,16 +500,35 @@ fn cleanup_admission_states_exist_in_the_definitions() {
                 continue;
             }
             let mut next: Vec<&Value> = vec![&state["Next"], &state["Default"]];
-            next.extend(state["Choices"].as_array().into_iter().flatten().map(|c| &c["Next"]));
-            next.extend(state["Catch"].as_array().into_iter().flatten().map(|c| &c["Next"]));
-            todo.extend(next.into_iter().filter_map(Value::as_str).map(str::to_string));
+            next.extend(
+                state["Choices"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| &c["Next"]),
+            );
+            next.extend(
+                state["Catch"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| &c["Next"]),
+            );
+            todo.extend(
+                next.into_iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string),
+            );
         }
         let listed: BTreeSet<String> = ADMISSION_STATES
             .iter()
             .filter(|name| states.contains_key(**name))
             .map(|name| name.to_string())
             .collect();
-        assert_eq!(admission, listed, "{file}: admission states drifted from machines.rs");
+        assert_eq!(
+            admission, listed,
+            "{file}: admission states drifted from machines.rs"
+        );
     }
 }
 
@@ -553,8 +572,14 @@ fn validate_input_gets_the_raw_input_and_the_context_apart() {
     let context = json!({"execution_id": format!("{ARN_PREFIX}:execution:m:run-1"),
         "start_time": "2026-03-02T00:04:05Z"});
     for (input, says) in [
-        (json!(["image"]), "execution input must be a JSON object, got an array"),
-        (json!("image"), "execution input must be a JSON object, got a string"),
+        (
+            json!(["image"]),
+            "execution input must be a JSON object, got an array",
+        ),
+        (
+            json!("image"),
+            "execution input must be a JSON object, got a string",
+        ),
         (
             json!({"media_type": "image", "environment": "staging", "start_time": "2020-01-01T00:00:00Z"}),
             "start_time: ",
@@ -564,8 +589,11 @@ fn validate_input_gets_the_raw_input_and_the_context_apart() {
             "execution_id: ",
         ),
     ] {
-        let err = parse_step_input("validate_input", json!({"input": input, "context": context}))
-            .unwrap_err();
+        let err = parse_step_input(
+            "validate_input",
+            json!({"input": input, "context": context}),
+        )
+        .unwrap_err();
         assert!(err.starts_with(says), "{input}: {err}");
     }
 }

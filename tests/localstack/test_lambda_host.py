@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -149,12 +148,24 @@ def test_step_functions_task_success_catch_timeout_and_crash(aws, make_function)
         assert handled["caught"] == "probe"
         assert handled["error"]["Error"] == "ProbeError"
 
-        started = time.monotonic()
-        timed_out = run({"action": "sleep", "seconds": 30})
+        # The 1 s timeout is enforced, shown by order rather than by a clock: a run whose
+        # function sleeps 30 s has ended before a reference function's 8 s sleep, started
+        # after it, returns; and its history has no successful call.
+        reference = make_function(timeout=60)
+        execution = sfn.start_execution(stateMachineArn=machine,
+                                        input=json.dumps({"action": "sleep", "seconds": 30}))["executionArn"]
+        response, slept = invoke(aws, reference, {"action": "sleep", "seconds": 8})
+        assert "FunctionError" not in response and slept["slept"] == 8, slept
+        status = sfn.describe_execution(executionArn=execution)["status"]
+        assert status != "RUNNING", "the 1 s timeout was not enforced: still running after an 8 s sleep"
+        assert status == "SUCCEEDED", status
+        timed_out = json.loads(sfn.describe_execution(executionArn=execution)["output"])
         assert timed_out["caught"] == "other"
         assert timed_out["error"]["Error"] == "Sandbox.Timedout"
-        assert "Task timed out" in timed_out["error"]["Cause"]
-        assert time.monotonic() - started < 25, "the 1 s timeout was not enforced"
+        assert "Task timed out after 1.00 seconds" in timed_out["error"]["Cause"]
+        events = [e["type"] for e in sfn.get_execution_history(executionArn=execution)["events"]]
+        assert "LambdaFunctionSucceeded" not in events, events
+        assert events.index("TaskStateEntered") < events.index("PassStateEntered"), events
 
         crashed = run({"action": "crash", "code": 4})
         assert crashed["caught"] == "other"

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use refresh_core::es::bulk::index_exists;
+use refresh_core::es::alias::{resolve_name, NameTarget};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
@@ -41,10 +42,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthcheck", get(healthcheck))
         .merge(protected)
         .fallback(not_found)
+        // After every route: it is set on the routes present.
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
-/// Every refusal the API answers, as `{"message": …}` with its status.
+/// Every refusal the API answers, as `{"message": …}` with its status — axum's own
+/// rejections (body too large, a body or path it cannot read, a wrong method) included, so a
+/// caller never has to parse a plain-text error.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400: the body is not a valid task.
@@ -53,6 +58,20 @@ pub enum ApiError {
     /// 400: reindexing into a missing index would create it with dynamic mappings.
     #[error("target_index {0:?} does not exist: create it before reindexing into it")]
     MissingIndex(String),
+    /// 400 (not 409, which callers take for "worker busy, try again"): an alias name. Bulk
+    /// requests through it would write unfiltered documents into the index it serves.
+    #[error("target_index {index:?} is an alias (of {}), not an index: a worker writes only into a new, unaliased <media>-<suffix> index", .indices.join(", "))]
+    AliasTarget { index: String, indices: Vec<String> },
+    /// 400, likewise: an index an alias points at is serving (or about to); never written by a worker.
+    #[error("target_index {index:?} is behind alias {}: a worker writes only into a new, unaliased <media>-<suffix> index", .aliases.join(", "))]
+    AliasedIndex { index: String, aliases: Vec<String> },
+    /// What an extractor refused, with its status: 413 (body over the limit), 400 (a body
+    /// that cannot be read or parsed, a bad path), 415 (not JSON).
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String },
+    /// 405: a known path with another method.
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
     /// 401, with `WWW-Authenticate: Bearer`.
     #[error("missing or wrong bearer token")]
     Unauthorized,
@@ -80,13 +99,58 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::MissingIndex(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_)
+            | ApiError::MissingIndex(_)
+            | ApiError::AliasTarget { .. }
+            | ApiError::AliasedIndex { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Rejected { status, .. } => *status,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::TaskNotFound(_) | ApiError::NoSuchEndpoint => StatusCode::NOT_FOUND,
             ApiError::Busy { .. } => StatusCode::CONFLICT,
             ApiError::ShuttingDown | ApiError::SearchUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        let message = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => format!(
+                "request body is larger than the worker accepts ({})",
+                rejection.body_text()
+            ),
+            _ => format!("request body could not be read: {}", rejection.body_text()),
+        };
+        ApiError::Rejected {
+            status: rejection.status(),
+            message,
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    /// The API answers 400 for every body it cannot use (axum's `Json` says 422 for JSON of
+    /// the wrong shape), 415 without a JSON content type and 413 over the size limit.
+    fn from(rejection: JsonRejection) -> Self {
+        let status = match rejection.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            other => other,
+        };
+        ApiError::Rejected {
+            status,
+            message: format!("request body refused: {}", rejection.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::Rejected {
+            status: rejection.status(),
+            message: format!("request path refused: {}", rejection.body_text()),
         }
     }
 }
@@ -110,6 +174,10 @@ async fn healthcheck() -> Json<serde_json::Value> {
 
 async fn not_found() -> ApiError {
     ApiError::NoSuchEndpoint
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Constant-time comparison so the token cannot be guessed byte by byte from timings.
@@ -146,8 +214,9 @@ async fn list_tasks(State(state): State<Arc<AppState>>) -> Response {
 
 async fn task_status(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(id) = id?;
     match state.registry.get(&id) {
         Some(task) => Ok(Json(task.status()).into_response()),
         None => Err(ApiError::TaskNotFound(id)),
@@ -157,20 +226,16 @@ async fn task_status(
 async fn start_task(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     // The body is parsed by hand so every malformed request is a 400 with a message
-    // (axum's `Json` would answer 415/422 for some of them).
-    let spec = parse_task_request(&body)?;
+    // (axum's `Json` would answer 415/422 for some of them); a body over the limit is a 413
+    // with a message.
+    let spec = parse_task_request(&body?)?;
     if state.shutdown.is_cancelled() {
         return Err(ApiError::ShuttingDown);
     }
-    let exists = index_exists(&state.services.es, &spec.target_index)
-        .await
-        .map_err(|e| ApiError::SearchUnavailable(e.message))?;
-    if !exists {
-        return Err(ApiError::MissingIndex(spec.target_index));
-    }
+    check_target(&state.services.es, &spec.target_index).await?;
     let (task, created) = match state.registry.start(spec) {
         Started::New(task) => (task, true),
         Started::Existing(task) => (task, false),
@@ -205,6 +270,27 @@ async fn start_task(
         "status_check": format!("http://{host}/task/{}", task.id),
     });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// The target must be an existing index no alias points at, and not an alias itself (its
+/// name was checked by `request`): a worker writes unfiltered documents, so with a temp table
+/// present it could otherwise overwrite a serving index.
+async fn check_target(es: &refresh_core::es::SearchClient, index: &str) -> Result<(), ApiError> {
+    let target = resolve_name(es, index)
+        .await
+        .map_err(|e| ApiError::SearchUnavailable(e.message))?;
+    match target {
+        NameTarget::Index { aliases } if aliases.is_empty() => Ok(()),
+        NameTarget::Index { aliases } => Err(ApiError::AliasedIndex {
+            index: index.to_string(),
+            aliases,
+        }),
+        NameTarget::Alias { indices } => Err(ApiError::AliasTarget {
+            index: index.to_string(),
+            indices,
+        }),
+        NameTarget::Missing => Err(ApiError::MissingIndex(index.to_string())),
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +337,35 @@ mod tests {
                 409,
                 "task t1 (1..=9) is still running; one range at a time",
             ),
+            (
+                ApiError::AliasTarget {
+                    index: "image-serving".into(),
+                    indices: vec!["image-a".into()],
+                },
+                400,
+                "target_index \"image-serving\" is an alias (of image-a), not an index: a worker writes only into a new, unaliased <media>-<suffix> index",
+            ),
+            (
+                ApiError::AliasedIndex {
+                    index: "image-a".into(),
+                    aliases: vec!["image".into(), "x".into()],
+                },
+                400,
+                "target_index \"image-a\" is behind alias image, x: a worker writes only into a new, unaliased <media>-<suffix> index",
+            ),
+            (
+                ApiError::Rejected {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    message: "too big".into(),
+                },
+                413,
+                "too big",
+            ),
+            (
+                ApiError::MethodNotAllowed,
+                405,
+                "method not allowed on this endpoint",
+            ),
             (ApiError::ShuttingDown, 503, "worker is shutting down"),
             (
                 ApiError::SearchUnavailable("es down".into()),
@@ -273,6 +388,219 @@ mod tests {
                 .unwrap();
             let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(body, json!({ "message": text }));
+        }
+    }
+
+    /// A fake Elasticsearch answering `GET /{name}/_alias` for a few names: `image-new` (an
+    /// index without alias), `image-live` (behind `image`), `image-serving` (an alias of
+    /// `image-live`); anything else is missing.
+    async fn fake_es() -> String {
+        async fn aliases(Path(name): Path<String>) -> Response {
+            let body =
+                match name.as_str() {
+                    "image-new" => json!({"image-new": {"aliases": {}}}),
+                    "image-live" => json!({"image-live": {"aliases": {"image": {}}}}),
+                    "image-serving" => {
+                        json!({"image-live": {"aliases": {"image": {}, "image-serving": {}}}})
+                    }
+                    _ => return (
+                        StatusCode::NOT_FOUND,
+                        Json(
+                            json!({"error": {"type": "index_not_found_exception"}, "status": 404}),
+                        ),
+                    )
+                        .into_response(),
+                };
+            Json(body).into_response()
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new().route("/{name}/_alias", get(aliases));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    /// The worker's router on a loopback port; its database is unreachable (tasks fail at once).
+    async fn serve_worker(es_url: &str) -> String {
+        let state = Arc::new(AppState {
+            registry: TaskRegistry::default(),
+            services: Services {
+                db_url: "postgres://worker@127.0.0.1:1/api".into(),
+                es: refresh_core::es::SearchClient::new(es_url).unwrap(),
+            },
+            pipeline: PipelineConfig::default(),
+            token: "t0ken".into(),
+            shutdown: CancellationToken::new(),
+            running: TaskTracker::new(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        url
+    }
+
+    fn task(index: &str) -> serde_json::Value {
+        json!({"model_name": "image", "table_name": "temp_import_image",
+               "target_index": index, "start_id": 1, "end_id": 10})
+    }
+
+    async fn answer(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+        let response = request.bearer_auth("t0ken").send().await.unwrap();
+        let status = response.status().as_u16();
+        let json = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        let text = response.text().await.unwrap();
+        assert!(json, "HTTP {status} is not JSON: {text:?}");
+        let body: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("HTTP {status}: {e}: {text:?}"));
+        (status, body)
+    }
+
+    fn message(body: &serde_json::Value) -> &str {
+        body["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message in {body}"))
+    }
+
+    #[tokio::test]
+    async fn only_a_new_unaliased_index_is_reindexed_into() {
+        let worker = serve_worker(&fake_es().await).await;
+        let http = reqwest::Client::new();
+        let post = |index: &str| http.post(format!("{worker}/task")).json(&task(index));
+        for (index, status, says) in [
+            ("image-serving", 400, "is an alias (of image-live)"),
+            ("image-live", 400, "is behind alias image"),
+            ("image-missing", 400, "does not exist"),
+            ("image", 400, "must start with \"image-\""),
+            ("image-filtered", 400, "not -filtered"),
+            ("image-new-filtered", 400, "not -filtered"),
+        ] {
+            let (got, body) = answer(post(index)).await;
+            assert_eq!(got, status, "{index}: {body}");
+            assert!(message(&body).contains("target_index"), "{index}: {body}");
+            assert!(message(&body).contains(says), "{index}: {body}");
+        }
+        let list = answer(http.get(format!("{worker}/task"))).await;
+        assert_eq!(list, (200, json!([])), "nothing was started");
+        let (got, body) = answer(post("image-new")).await;
+        assert_eq!(got, 202, "{body}");
+    }
+
+    /// `POST /task` with a `len`-byte body, over a raw connection: the worker answers before
+    /// reading the whole body and then closes, so the write may fail; what it answered is read
+    /// regardless. Returns the status and the body, which must be JSON.
+    async fn post_oversized(worker: &str, len: usize) -> (u16, serde_json::Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = worker.trim_start_matches("http://").to_string();
+        let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        let head = format!(
+            "POST /task HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer t0ken\r\n\
+             content-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+        );
+        let sending = tokio::spawn(async move {
+            let _ = writer.write_all(head.as_bytes()).await;
+            let _ = writer.write_all(&vec![b' '; len]).await;
+            writer
+        });
+        let mut answer = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let (status, headers, body) = loop {
+            if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("no content-length in {head:?}"));
+                if answer.len() >= end + 4 + length {
+                    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+                    break (status, head, answer[end + 4..end + 4 + length].to_vec());
+                }
+            }
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => panic!(
+                    "connection ended before a full answer: {:?}",
+                    String::from_utf8_lossy(&answer)
+                ),
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        };
+        sending.abort();
+        assert!(
+            headers.contains("content-type: application/json"),
+            "HTTP {status} is not JSON: {headers}"
+        );
+        let body = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("HTTP {status}: {e}: {:?}", String::from_utf8_lossy(&body)));
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn every_rejection_is_a_json_message() {
+        // No Elasticsearch: every request here is refused before the worker asks it.
+        let worker = serve_worker("http://127.0.0.1:1").await;
+        let http = reqwest::Client::new();
+
+        // Over axum's default 2 MB body limit.
+        let (status, body) = post_oversized(&worker, 3 << 20).await;
+        assert_eq!(status, 413, "{body}");
+        assert!(
+            message(&body).contains("larger than the worker accepts"),
+            "{body}"
+        );
+
+        let (status, body) = answer(http.post(format!("{worker}/task")).body("{not json")).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(message(&body).contains("not a valid task"), "{body}");
+
+        let (status, body) = answer(http.delete(format!("{worker}/task"))).await;
+        assert_eq!(status, 405, "{body}");
+        assert!(!message(&body).is_empty());
+
+        let (status, body) = answer(http.get(format!("{worker}/nope"))).await;
+        assert_eq!(status, 404, "{body}");
+        assert!(!message(&body).is_empty());
+    }
+
+    /// The JSON extractor's refusals, should a handler use it: each a `{message}` with the
+    /// API's statuses (415 without a JSON content type, 400 for bad or ill-shaped JSON, 413
+    /// over the limit).
+    #[tokio::test]
+    async fn json_extractor_rejections_become_api_errors() {
+        use axum::extract::FromRequest;
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Shape {
+            n: u32,
+        }
+        let request = |content_type: Option<&str>, body: String| {
+            let mut builder = axum::http::Request::builder().method("POST").uri("/task");
+            if let Some(ct) = content_type {
+                builder = builder.header(header::CONTENT_TYPE, ct);
+            }
+            builder.body(axum::body::Body::from(body)).unwrap()
+        };
+        let cases = [
+            (request(None, "{}".into()), 415),
+            (request(Some("application/json"), "{".into()), 400),
+            (
+                request(Some("application/json"), r#"{"n": "x"}"#.into()),
+                400,
+            ),
+            (request(Some("application/json"), "1".repeat(3 << 20)), 413),
+        ];
+        for (request, status) in cases {
+            let rejection = Json::<Shape>::from_request(request, &()).await.unwrap_err();
+            let response = ApiError::from(rejection).into_response();
+            assert_eq!(response.status().as_u16(), status);
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert!(!message(&body).is_empty(), "{status}: {body}");
         }
     }
 

@@ -17,6 +17,7 @@ use refresh_core::document::{select_sql, to_document, write_bulk_action, SourceR
 use refresh_core::es::SearchClient;
 use refresh_core::media::MediaType;
 use refresh_core::pg::connect::{connect, describe, parse_url};
+use refresh_core::pg::error::pg_error;
 use tokio::sync::mpsc;
 use tokio_postgres::Row;
 use tokio_util::sync::CancellationToken;
@@ -131,9 +132,9 @@ async fn run(
         .query_one(&count_sql, &[&spec.start_id, &spec.end_id])
         .await
         .map_err(|e| {
-            Stop::Failed(format!(
-                "counting rows of {} in {db} failed: {e}",
-                media.temp_table()
+            Stop::Failed(db_failure(
+                &format!("counting rows of {} in {db}", media.temp_table()),
+                e,
             ))
         })?
         .get(0);
@@ -204,6 +205,13 @@ async fn run(
     }
 }
 
+/// `<context>: PostgreSQL error <SQLSTATE>: <server message>; detail: …` through
+/// `refresh_core::pg::error`, the one mapping: tokio-postgres' own `Display` says only
+/// "db error", hiding the reason (a missing temp table, a cancelled statement, …).
+fn db_failure(context: &str, err: tokio_postgres::Error) -> String {
+    pg_error(context, err).message
+}
+
 async fn read_pages(
     client: Arc<tokio_postgres::Client>,
     media: MediaType,
@@ -217,20 +225,20 @@ async fn read_pages(
     let statement = client
         .prepare(&select_sql(media))
         .await
-        .map_err(|e| format!("reading {table} failed: {e}"))?;
+        .map_err(|e| db_failure(&format!("reading {table}"), e))?;
     let limit = i64::from(page_rows);
     // Exclusive cursor; saturating so start_id = i64::MIN cannot overflow.
     let mut cursor = start_id.saturating_sub(1);
     while cursor < end_id && !abort.is_cancelled() {
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&cursor, &end_id, &limit];
         let rows = tokio::select! {
-            rows = client.query(&statement, &params) => rows.map_err(|e| format!("reading {table} after id {cursor} failed: {e}"))?,
+            rows = client.query(&statement, &params) => rows.map_err(|e| db_failure(&format!("reading {table} after id {cursor}"), e))?,
             _ = abort.cancelled() => break,
         };
         let Some(last) = rows.last() else { break };
         let last_id: i64 = last
             .try_get("id")
-            .map_err(|e| format!("reading {table}: bad id column: {e}"))?;
+            .map_err(|e| db_failure(&format!("reading {table}: the id column"), e))?;
         let full = rows.len() as i64 == limit;
         cursor = last_id;
         if pages.send(rows).await.is_err() || !full {
@@ -256,8 +264,12 @@ async fn convert_pages(
         let mut skipped = 0;
         let mut full = Vec::new();
         for row in &page {
-            let source = SourceRow::from_row(row)
-                .map_err(|e| format!("{} has an unexpected shape: {e}", media.temp_table()))?;
+            let source = SourceRow::from_row(row).map_err(|e| {
+                db_failure(
+                    &format!("{} has an unexpected shape", media.temp_table()),
+                    e,
+                )
+            })?;
             let Some(doc) = to_document(media, &source) else {
                 skipped += 1;
                 continue;
@@ -337,6 +349,102 @@ mod tests {
             .unwrap_err()
             .message
             .contains("hunter2"));
+    }
+
+    /// A PostgreSQL server that accepts any connection and answers every statement with the
+    /// error `code` / `message`, as a server missing the temp table does (wire protocol 3).
+    async fn failing_postgres(code: &'static str, message: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            // StartupMessage: an Int32 length (itself included), no type byte.
+            let Ok(len) = socket.read_i32().await else {
+                return;
+            };
+            let mut startup = vec![0; len as usize - 4];
+            if socket.read_exact(&mut startup).await.is_err() {
+                return;
+            }
+            // AuthenticationOk, ReadyForQuery (idle).
+            let _ = socket.write_all(b"R\0\0\0\x08\0\0\0\0Z\0\0\0\x05I").await;
+            loop {
+                let mut tag = [0u8; 1];
+                if socket.read_exact(&mut tag).await.is_err() {
+                    return;
+                }
+                let Ok(len) = socket.read_i32().await else {
+                    return;
+                };
+                let mut body = vec![0; len as usize - 4];
+                if socket.read_exact(&mut body).await.is_err() || tag[0] == b'X' {
+                    return;
+                }
+                // Sync ends each extended-protocol statement: answer ErrorResponse + ReadyForQuery.
+                if tag[0] == b'S' {
+                    let mut fields = Vec::new();
+                    for (field, value) in [
+                        (b'S', "ERROR"),
+                        (b'V', "ERROR"),
+                        (b'C', code),
+                        (b'M', message),
+                    ] {
+                        fields.push(field);
+                        fields.extend_from_slice(value.as_bytes());
+                        fields.push(0);
+                    }
+                    fields.push(0);
+                    let mut reply = vec![b'E'];
+                    reply.extend_from_slice(&(fields.len() as i32 + 4).to_be_bytes());
+                    reply.extend_from_slice(&fields);
+                    reply.extend_from_slice(b"Z\0\0\0\x05I");
+                    if socket.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        format!("postgres://worker@127.0.0.1:{port}/openledger")
+    }
+
+    #[tokio::test]
+    async fn a_database_failure_keeps_the_servers_reason() {
+        use crate::tasks::{Started, TaskRegistry, TaskSpec};
+        let db_url =
+            failing_postgres("42P01", "relation \"temp_import_image\" does not exist").await;
+        let services = Services {
+            db_url,
+            es: SearchClient::new("http://127.0.0.1:1").unwrap(),
+        };
+        let registry = TaskRegistry::default();
+        let Started::New(task) = registry.start(TaskSpec {
+            media: MediaType::Image,
+            target_index: "image-x".into(),
+            start_id: 1,
+            end_id: 10,
+        }) else {
+            panic!("first task")
+        };
+        run_task(
+            services,
+            PipelineConfig::default(),
+            task.clone(),
+            CancellationToken::new(),
+        )
+        .await;
+        let status = task.status();
+        assert!(!status.active);
+        let error = status.error.expect("the task failed");
+        assert!(
+            error.contains("counting rows of temp_import_image in 127.0.0.1:")
+                && error.contains("PostgreSQL error 42P01")
+                && error.contains("relation \"temp_import_image\" does not exist"),
+            "the task error must carry the server's reason: {error}"
+        );
+        assert!(!error.contains("db error"), "{error}");
     }
 
     #[test]

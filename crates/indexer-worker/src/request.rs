@@ -1,6 +1,8 @@
-//! Validation of `POST /task` bodies: pure, so every refusal is unit-tested.
+//! Validation of `POST /task` bodies: pure, so every refusal is unit-tested. (That no alias
+//! points at `target_index` needs the cluster: `api.rs` checks it.)
 
 use refresh_core::media::MediaType;
+use refresh_core::names::{check_new_index, media_of_index};
 
 use crate::tasks::TaskSpec;
 
@@ -26,6 +28,10 @@ pub enum RequestError {
     BadIndexName { index: String, reason: String },
     #[error("target_index {index:?} is not an index of model {model:?}: it must start with \"{model}-\"")]
     IndexModelMismatch { index: String, model: String },
+    /// A worker writes unfiltered documents: only into a new `<media>-<suffix>` index, never
+    /// `<media>-<suffix>-filtered` or an alias name (`refresh_core::names::check_new_index`).
+    #[error("{0}")]
+    NotANewIndex(String),
 }
 
 /// Parses and validates a `POST /task` body.
@@ -59,12 +65,14 @@ pub fn validate(request: TaskRequest) -> Result<TaskSpec, RequestError> {
         index: request.target_index.clone(),
         reason,
     })?;
-    if !request.target_index.starts_with(&format!("{media}-")) {
+    if media_of_index(&request.target_index) != Some(media) {
         return Err(RequestError::IndexModelMismatch {
             index: request.target_index,
             model: request.model_name,
         });
     }
+    check_new_index(media, &request.target_index, "target_index")
+        .map_err(|e| RequestError::NotANewIndex(e.message))?;
     Ok(TaskSpec {
         media,
         target_index: request.target_index,
@@ -151,6 +159,51 @@ mod tests {
     }
 
     #[test]
+    fn only_a_new_unfiltered_index_of_the_model_is_a_target() {
+        for bad in [
+            // the aliases
+            "image",
+            "image-filtered",
+            // a filtered index: unfiltered documents must never land there
+            "image-init-filtered",
+            "image-20260302000405-filtered",
+            // not `<media>-<suffix>` with a valid suffix
+            "image-",
+            "image--x",
+            "image-_x",
+            "image-a.b",
+            "image-a+b",
+        ] {
+            let result = parse_task_request(&body("image", "temp_import_image", bad, 1, 2));
+            let message = match result {
+                Err(
+                    RequestError::NotANewIndex(m)
+                    | RequestError::BadIndexName { reason: m, .. }
+                    | RequestError::IndexModelMismatch { index: m, .. },
+                ) => m,
+                other => panic!("{bad:?} must be refused, got {other:?}"),
+            };
+            assert!(!message.is_empty(), "{bad:?}");
+        }
+        let err = parse_task_request(&body(
+            "image",
+            "temp_import_image",
+            "image-init-filtered",
+            1,
+            2,
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(&err, RequestError::NotANewIndex(m) if m.starts_with("target_index: ") && m.contains("filtered")),
+            "{err:?}"
+        );
+        assert!(matches!(
+            parse_task_request(&body("image", "temp_import_image", "image", 1, 2)),
+            Err(RequestError::IndexModelMismatch { .. })
+        ));
+    }
+
+    #[test]
     fn index_name_rules() {
         for bad in [
             "", ".", "..", "-a", "_a", "+a", "A", "a b", "a,b", "a#b", "a:b", "a/b", "a*", "a?",
@@ -171,6 +224,7 @@ mod tests {
     proptest! {
         #[test]
         fn valid_suffixes_are_accepted(suffix in "[a-z0-9][a-z0-9_-]{0,40}", start in 0i64..1_000_000, len in 0i64..1_000_000) {
+            prop_assume!(!suffix.ends_with("filtered"));
             let index = format!("image-{suffix}");
             let spec = parse_task_request(&body("image", "temp_import_image", &index, start, start + len)).unwrap();
             prop_assert_eq!(spec.target_index, index);
@@ -183,6 +237,15 @@ mod tests {
                 let refused = matches!(result, Err(RequestError::BadIndexName { .. }));
                 prop_assert!(refused);
             }
+        }
+
+        #[test]
+        fn only_derived_new_index_names_are_started(name in prop_oneof!["\\PC{0,30}", "image-[a-z0-9_.+-]{0,30}"]) {
+            let result = parse_task_request(&body("image", "temp_import_image", &name, 1, 2));
+            let derived = name
+                .strip_prefix("image-")
+                .is_some_and(|suffix| refresh_core::names::validate_index_suffix(MediaType::Image, suffix).is_ok());
+            prop_assert_eq!(result.is_ok(), derived, "{:?}: {:?}", name, result);
         }
     }
 }

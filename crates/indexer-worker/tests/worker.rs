@@ -39,7 +39,7 @@ fn close(actual: &Value, expected: Option<f64>, what: &str, id: i64) {
     match expected {
         None => assert!(
             actual.is_null(),
-            "id {id}: {what} must be absent, got {actual}"
+            "id {id}: {what} must be null, got {actual}"
         ),
         Some(e) => {
             let a = actual
@@ -53,14 +53,62 @@ fn close(actual: &Value, expected: Option<f64>, what: &str, id: i64) {
     }
 }
 
-fn opt_str(v: &Value) -> Option<&str> {
-    v.as_str()
+/// Keys of every document (the search API reads them directly): present, `null` when the
+/// row has no value.
+const COMMON_KEYS: [&str; 18] = [
+    "id",
+    "created_on",
+    "identifier",
+    "license",
+    "provider",
+    "source",
+    "category",
+    "title",
+    "creator",
+    "description",
+    "mature",
+    "tags",
+    "url",
+    "standardized_popularity",
+    "authority_boost",
+    "max_boost",
+    "min_boost",
+    "extension",
+];
+const IMAGE_KEYS: [&str; 2] = ["aspect_ratio", "size"];
+const AUDIO_KEYS: [&str; 2] = ["length", "filetype"];
+
+/// A tag's accuracy in the document: a number, or a decimal numeric string read as its number
+/// (as the tag filter reads it); anything else is null.
+fn expected_accuracy(tag: &Value) -> Option<f64> {
+    match tag.get("accuracy") {
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.parse::<f64>().ok().filter(|a| a.is_finite()),
+        _ => None,
+    }
 }
 
 /// Checks one indexed document against its source row, field by field.
 fn check_document(media: &str, row: &tokio_postgres::Row, source: &Value) {
     let id: i64 = row.get("id");
     assert_eq!(source["id"].as_i64(), Some(id));
+    // Exactly the media's keys: an absent value is `null`, never a missing key.
+    let mut keys: Vec<&str> = source
+        .as_object()
+        .expect("the document is an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    let own = if media == "image" {
+        IMAGE_KEYS
+    } else {
+        AUDIO_KEYS
+    };
+    let mut expected_keys: Vec<&str> = COMMON_KEYS.iter().chain(&own).copied().collect();
+    expected_keys.sort_unstable();
+    assert_eq!(keys, expected_keys, "id {id}: document keys");
+
     let text = |col: &str| row.get::<_, Option<String>>(col);
     for field in [
         "identifier",
@@ -71,11 +119,7 @@ fn check_document(media: &str, row: &tokio_postgres::Row, source: &Value) {
         "creator",
         "url",
     ] {
-        assert_eq!(
-            opt_str(&source[field]),
-            text(field).as_deref(),
-            "id {id}: {field}"
-        );
+        assert_eq!(source[field], json!(text(field)), "id {id}: {field}");
     }
     assert_eq!(
         source["license"].as_str(),
@@ -97,8 +141,8 @@ fn check_document(media: &str, row: &tokio_postgres::Row, source: &Value) {
         .and_then(Value::as_str);
     let expected_description: Option<String> = description.map(|d| d.chars().take(2000).collect());
     assert_eq!(
-        source["description"].as_str(),
-        expected_description.as_deref(),
+        source["description"],
+        json!(expected_description),
         "id {id}: description"
     );
     if description.is_some_and(|d| d.chars().count() > 2000) {
@@ -136,18 +180,39 @@ fn check_document(media: &str, row: &tokio_postgres::Row, source: &Value) {
     close(&source["min_boost"], Some(p.min(a)), "min_boost", id);
 
     let tags: Option<Value> = row.get("tags");
-    let expected_names: Vec<&str> = match &tags {
+    let expected_tags: Vec<&Value> = match &tags {
         Some(Value::Array(items)) => items
             .iter()
-            .filter_map(|t| t.get("name").and_then(Value::as_str))
+            .filter(|t| t.get("name").is_some_and(Value::is_string))
             .collect(),
         _ => vec![],
     };
-    let names: Vec<&str> = source["tags"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
-        .unwrap_or_default();
+    let expected_names: Vec<&str> = expected_tags
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    let indexed_tags = source["tags"].as_array().expect("tags is an array");
+    let names: Vec<&str> = indexed_tags
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
     assert_eq!(names, expected_names, "id {id}: tag names");
+    for (tag, expected) in indexed_tags.iter().zip(&expected_tags) {
+        let mut tag_keys: Vec<&str> = tag
+            .as_object()
+            .expect("a tag is an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        tag_keys.sort_unstable();
+        assert_eq!(tag_keys, ["accuracy", "name"], "id {id}: tag keys {tag}");
+        close(
+            &tag["accuracy"],
+            expected_accuracy(expected),
+            &format!("accuracy of tag {expected}"),
+            id,
+        );
+    }
 
     if media == "image" {
         let (w, h): (Option<i32>, Option<i32>) = (row.get("width"), row.get("height"));
@@ -175,11 +240,11 @@ fn check_document(media: &str, row: &tokio_postgres::Row, source: &Value) {
             _ => (None, None),
         };
         assert_eq!(
-            source["aspect_ratio"].as_str(),
-            ratio,
+            source["aspect_ratio"],
+            json!(ratio),
             "id {id}: aspect_ratio"
         );
-        assert_eq!(source["size"].as_str(), size, "id {id}: size");
+        assert_eq!(source["size"], json!(size), "id {id}: size");
         // "from the URL's last dot segment when it has no /"
         let url = text("url").unwrap_or_default();
         let ext = url
@@ -187,8 +252,8 @@ fn check_document(media: &str, row: &tokio_postgres::Row, source: &Value) {
             .map(|(_, e)| e)
             .filter(|e| !e.contains('/') && !e.is_empty());
         assert_eq!(
-            source["extension"].as_str().map(str::to_lowercase),
-            ext.map(str::to_lowercase),
+            source["extension"],
+            json!(ext.map(str::to_lowercase)),
             "id {id}: extension of {url}"
         );
     } else {
@@ -199,13 +264,9 @@ fn check_document(media: &str, row: &tokio_postgres::Row, source: &Value) {
             d if d < 600_000 => "medium",
             _ => "long",
         });
-        assert_eq!(source["length"].as_str(), length, "id {id}: length");
+        assert_eq!(source["length"], json!(length), "id {id}: length");
         let filetype = text("filetype");
-        assert_eq!(
-            source["filetype"].as_str(),
-            filetype.as_deref(),
-            "id {id}: filetype"
-        );
+        assert_eq!(source["filetype"], json!(filetype), "id {id}: filetype");
         // "extension (from alt_files filetypes, else filetype)"
         let alt: Option<Value> = row.get("alt_files");
         let alt_types: Vec<String> = match &alt {
@@ -234,6 +295,12 @@ fn check_document(media: &str, row: &tokio_postgres::Row, source: &Value) {
         if distinct_alt_types.is_empty() {
             let expected: Vec<String> = filetype.iter().map(|f| f.to_lowercase()).collect();
             assert_eq!(extensions, expected, "id {id}: extension from filetype");
+            if expected.is_empty() {
+                assert!(
+                    source["extension"].is_null(),
+                    "id {id}: no extension is null"
+                );
+            }
         } else {
             assert_eq!(
                 extensions, distinct_alt_types,
@@ -477,6 +544,9 @@ async fn api_refuses_bad_requests_and_missing_tokens() {
         ("index with comma", json!({"model_name": "image", "table_name": "temp_import_image", "target_index": "image-a,b", "start_id": 1, "end_id": 10}).to_string()),
         ("index starting with _", json!({"model_name": "image", "table_name": "temp_import_image", "target_index": "_all", "start_id": 1, "end_id": 10}).to_string()),
         ("missing index", json!({"model_name": "image", "table_name": "temp_import_image", "target_index": "image-does-not-exist-x", "start_id": 1, "end_id": 10}).to_string()),
+        ("filtered index", json!({"model_name": "image", "table_name": "temp_import_image", "target_index": format!("{}-filtered", fixture.index), "start_id": 1, "end_id": 10}).to_string()),
+        ("live alias", json!({"model_name": "image", "table_name": "temp_import_image", "target_index": "image", "start_id": 1, "end_id": 10}).to_string()),
+        ("filtered alias", json!({"model_name": "image", "table_name": "temp_import_image", "target_index": "image-filtered", "start_id": 1, "end_id": 10}).to_string()),
     ];
     for (name, body) in bad_requests {
         let r = worker
@@ -529,6 +599,97 @@ async fn api_refuses_bad_requests_and_missing_tokens() {
     fixture.cleanup().await;
 }
 
+/// With a temp table present, a worker must never write unfiltered documents into a serving
+/// index: an alias, or an index an alias points at, is refused (400, naming target_index).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aliases_and_aliased_indices_are_never_targets() {
+    let fixture = Fixture::new("image", 50, 71).await;
+    let worker = Worker::start(&fixture.dbs.api_url, &fixture.es_url, &[]).await;
+    let http = &fixture.http;
+    // A unique alias (never the shared `image` alias): `<index>x` is a valid new-index name.
+    let alias = format!("{}x", fixture.index);
+    let aliases =
+        |action: &str| json!({"actions": [{(action): {"index": fixture.index, "alias": alias}}]});
+    let r = http
+        .post(format!("{}/_aliases", fixture.es_url))
+        .json(&aliases("add"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let (min, max) = fixture.id_bounds().await;
+    let task = |index: &str| {
+        json!({"model_name": "image", "table_name": "temp_import_image",
+               "target_index": index, "start_id": min, "end_id": max})
+    };
+
+    let (status, body) = worker.post_task(&task(&alias)).await;
+    assert_eq!(status, 400, "an alias: {body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("target_index") && message.contains("is an alias"),
+        "{message}"
+    );
+    let (status, body) = worker.post_task(&task(&fixture.index)).await;
+    assert_eq!(status, 400, "an aliased index: {body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("target_index") && message.contains(&format!("behind alias {alias}")),
+        "{message}"
+    );
+    let list: Value = worker
+        .authed(worker.http.get(format!("{}/task", worker.base)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list, json!([]), "nothing was started");
+    assert_eq!(fixture.doc_count().await, 0);
+
+    // Unaliased again, the same index is a valid target.
+    let r = http
+        .post(format!("{}/_aliases", fixture.es_url))
+        .json(&aliases("remove"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let task_id = worker.start_range(&fixture, min, max).await;
+    let done = worker.wait(&task_id, TASK_LIMIT).await;
+    assert_eq!(done["error"], Value::Null, "{done}");
+    worker.stop().await;
+    fixture.cleanup().await;
+}
+
+/// A database failure names its reason (here: the temp table is gone), not just "db error".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_temp_table_fails_the_task_with_the_servers_reason() {
+    let fixture = Fixture::new("image", 20, 73).await;
+    let (min, max) = fixture.id_bounds().await;
+    fixture
+        .api()
+        .batch_execute("DROP TABLE temp_import_image")
+        .await
+        .unwrap();
+    let worker = Worker::start(&fixture.dbs.api_url, &fixture.es_url, &[]).await;
+    let task = worker.start_range(&fixture, min, max).await;
+    let failed = worker.wait(&task, TASK_LIMIT).await;
+    let error = failed["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the task must fail: {failed}"));
+    assert!(
+        error.contains("PostgreSQL error 42P01")
+            && error.contains("relation \"temp_import_image\" does not exist"),
+        "the error must carry the server's reason: {error}"
+    );
+    assert!(!error.contains("db error"), "{error}");
+    assert_eq!(failed["indexed"], 0, "{failed}");
+    worker.stop().await;
+    fixture.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_running_task_and_records_it() {
     let fixture = Fixture::new("image", 10_000, 59).await;
@@ -548,11 +709,25 @@ async fn sigterm_stops_the_running_task_and_records_it() {
     )
     .await;
     let task = worker.start_range(&fixture, min, max).await;
+    // Bounded: a task that never indexes (or ends first) fails here, not by hanging the suite.
+    let deadline = std::time::Instant::now() + TASK_LIMIT;
     loop {
         let s = worker.status(&task).await;
         if s["indexed"].as_u64().unwrap() > 0 {
+            assert_eq!(
+                s["active"], true,
+                "the task must still be running when the signal is sent: {s}"
+            );
             break;
         }
+        assert_eq!(
+            s["active"], true,
+            "the task ended before indexing anything: {s}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no document indexed within {TASK_LIMIT:?}: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     worker.signal("TERM").await;

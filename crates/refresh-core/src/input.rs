@@ -333,6 +333,27 @@ mod tests {
                 "environment",
             ),
             (json!({"media_type": "image"}), "environment"),
+            // serde's externally tagged form of a unit variant: not a string, refused.
+            (
+                json!({"media_type": {"audio": null}, "environment": "staging"}),
+                "media_type",
+            ),
+            (
+                json!({"media_type": {"image": []}, "environment": "staging"}),
+                "media_type",
+            ),
+            (
+                json!({"media_type": "image", "environment": {"staging": null}}),
+                "environment",
+            ),
+            (
+                json!({"media_type": "image", "environment": {"production": {}}}),
+                "environment",
+            ),
+            (
+                json!({"media_type": ["image"], "environment": "staging"}),
+                "media_type",
+            ),
             (
                 json!({"media_type": "image", "environment": "staging", "skip_copy": "yes"}),
                 "skip_copy",
@@ -438,6 +459,16 @@ mod tests {
             .unwrap_err()
             .message
             .contains("new_index"));
+        for (field, object) in [
+            ("media_type", json!({"image": null})),
+            ("environment", json!({"staging": null})),
+        ] {
+            let mut value = serde_json::to_value(&params).unwrap();
+            value[field] = object;
+            let err = RefreshParams::from_value(&value).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidInput);
+            assert!(err.message.contains(field), "{}", err.message);
+        }
         let mut value = serde_json::to_value(&params).unwrap();
         value["extra"] = json!(1);
         assert!(RefreshParams::from_value(&value)

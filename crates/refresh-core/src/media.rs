@@ -3,11 +3,14 @@
 //! Table and index names reach SQL and Elasticsearch only through this enum, so no
 //! caller-supplied string is ever spliced into SQL as an identifier.
 
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Serialised as its lowercase name. Deserialised from that string only: serde's derive
+/// would also take the externally tagged map form (`{"audio": null}`), which no caller means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaType {
     Image,
@@ -101,9 +104,55 @@ impl FromStr for MediaType {
     }
 }
 
+impl<'de> Deserialize<'de> for MediaType {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = MediaType;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a media type string, \"image\" or \"audio\"")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<MediaType, E> {
+                value
+                    .parse()
+                    .map_err(|_| E::unknown_variant(value, &["image", "audio"]))
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn deserialises_from_its_name_only() {
+        for (value, media) in [
+            (json!("image"), MediaType::Image),
+            (json!("audio"), MediaType::Audio),
+        ] {
+            assert_eq!(serde_json::from_value::<MediaType>(value).unwrap(), media);
+            assert_eq!(serde_json::to_value(media).unwrap(), json!(media.as_str()));
+        }
+        for bad in [
+            json!({"audio": null}),
+            json!({"image": []}),
+            json!(["image"]),
+            json!("Image"),
+            json!("video"),
+            json!(1),
+            json!(null),
+        ] {
+            assert!(
+                serde_json::from_value::<MediaType>(bad.clone()).is_err(),
+                "{bad} must be refused"
+            );
+        }
+        let err = serde_json::from_value::<MediaType>(json!("video")).unwrap_err();
+        assert!(err.to_string().contains("`image` or `audio`"), "{err}");
+    }
 
     #[test]
     fn names_derive_from_media_type() {

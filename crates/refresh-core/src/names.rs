@@ -4,7 +4,8 @@
 //! Every name that reaches an Elasticsearch URL path passes [`validate_index_name`]; a suffix
 //! from the execution input passes [`validate_index_suffix`], which also keeps the derived
 //! names inside that rule; a step that is handed an index of a media checks it with
-//! [`check_media_index`].
+//! [`check_media_index`], and the worker, which writes unfiltered documents, accepts only a
+//! new `<media>-<suffix>` index ([`check_new_index`]).
 
 use crate::error::{shorten, StepError, StepResult};
 use crate::media::MediaType;
@@ -109,6 +110,31 @@ pub fn check_media_index(media: MediaType, index: &str, field: &str) -> StepResu
     validate_index_name(index)
 }
 
+/// `index` must be a *new* index of `media`: `<media>-<suffix>` with a suffix
+/// [`validate_index_suffix`] accepts — so never `<media>-<suffix>-filtered`, never the alias
+/// `<media>-filtered`, and never `<media>` — and a valid index name. This is the index a
+/// worker may bulk-write unfiltered documents into; that no alias points at it is checked
+/// against the cluster (`es::alias::resolve_name`). Returns the suffix; `field` names the input
+/// field in the error.
+pub fn check_new_index<'a>(media: MediaType, index: &'a str, field: &str) -> StepResult<&'a str> {
+    let refuse = |why: String| {
+        Err(StepError::invalid_input(format!(
+            "{field}: {:?} is not a new {media} index (<{media}>-<suffix>, not -filtered): {why}",
+            shorten(index)
+        )))
+    };
+    if let Err(e) = validate_index_name(index) {
+        return refuse(e.message);
+    }
+    let Some(suffix) = index.strip_prefix(&format!("{}-", media.as_str())) else {
+        return refuse(format!("it does not start with \"{media}-\""));
+    };
+    if let Err(e) = validate_index_suffix(media, suffix) {
+        return refuse(e.message);
+    }
+    Ok(suffix)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -189,6 +215,51 @@ pub(crate) mod tests {
         );
     }
 
+    #[test]
+    fn new_index_is_media_dash_suffix_and_nothing_else() {
+        for (media, good, suffix) in [
+            (MediaType::Image, "image-init", "init"),
+            (MediaType::Image, "image-20260302000405", "20260302000405"),
+            (MediaType::Audio, "audio-a-b_c", "a-b_c"),
+            (MediaType::Image, "image-x-filteredx", "x-filteredx"),
+        ] {
+            assert_eq!(
+                check_new_index(media, good, "target_index").unwrap(),
+                suffix
+            );
+        }
+        for (media, bad) in [
+            (MediaType::Image, "image"),
+            (MediaType::Image, "image-"),
+            (MediaType::Image, "image-filtered"),
+            (MediaType::Image, "image-init-filtered"),
+            (MediaType::Image, "image-20260302000405-filtered"),
+            (MediaType::Image, "audio-init"),
+            (MediaType::Audio, "image-init"),
+            (MediaType::Image, "image-_x"),
+            (MediaType::Image, "image--x"),
+            (MediaType::Image, "image-a.b"),
+            (MediaType::Image, "image-a+b"),
+            (MediaType::Image, "image-Init"),
+            (MediaType::Image, "image-*"),
+            (MediaType::Image, "image-a,b"),
+            (MediaType::Image, "imageinit"),
+            (MediaType::Image, ""),
+        ] {
+            let err = check_new_index(media, bad, "target_index").unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidInput, "{bad}");
+            assert!(
+                err.message.starts_with("target_index: "),
+                "{bad}: {}",
+                err.message
+            );
+        }
+        let long = format!("image-{}", "a".repeat(241));
+        assert!(validate_index_name(&long).is_ok());
+        let err = check_new_index(MediaType::Image, &long, "target_index").unwrap_err();
+        assert!(err.message.contains("too long"), "{}", err.message);
+    }
+
     /// Elasticsearch's own index-name rules (MetadataCreateIndexService.validateIndexOrAliasName
     /// plus the lowercase and length checks), written independently of the validator.
     pub(crate) fn es_accepts_index_name(name: &str) -> bool {
@@ -212,6 +283,20 @@ pub(crate) mod tests {
                 prop_assert!(es_accepts_index_name(&suffix));
                 prop_assert!(es_accepts_index_name(&index_name(media, &suffix)));
                 prop_assert!(es_accepts_index_name(&filtered_index_name(media, &suffix)));
+            }
+        }
+
+        #[test]
+        fn new_index_names_are_exactly_the_derived_ones(
+            name in prop_oneof!["\\PC{0,40}", "(image|audio)-[a-z0-9_.+-]{0,30}"],
+            media in prop::sample::select(MediaType::ALL.to_vec())) {
+            match check_new_index(media, &name, "target_index") {
+                Ok(suffix) => {
+                    prop_assert!(validate_index_suffix(media, suffix).is_ok());
+                    prop_assert_eq!(index_name(media, suffix), name.clone());
+                    prop_assert!(!name.ends_with("filtered"));
+                }
+                Err(e) => prop_assert_eq!(e.kind, ErrorKind::InvalidInput),
             }
         }
 

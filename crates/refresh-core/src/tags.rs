@@ -113,13 +113,10 @@ impl TagFilterConfig {
         let Some(name) = obj.get("name").and_then(Value::as_str) else {
             return false;
         };
-        let accuracy_ok = match obj.get("accuracy") {
-            None | Some(Value::Null) => true,
-            Some(Value::Number(n)) => n.as_f64().is_some_and(|a| a >= self.min_accuracy),
-            Some(Value::String(s)) if numeric_string_re().is_match(s) => {
-                s.parse::<f64>().is_ok_and(|a| a >= self.min_accuracy)
-            }
-            Some(_) => false,
+        let accuracy_ok = match tag_accuracy(obj.get("accuracy")) {
+            TagAccuracy::Missing => true,
+            TagAccuracy::Number(a) => a >= self.min_accuracy,
+            TagAccuracy::Invalid => false,
         };
         if !accuracy_ok {
             return false;
@@ -175,6 +172,33 @@ pub const NUMERIC_STRING_PATTERN: &str =
 fn numeric_string_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| Regex::new(NUMERIC_STRING_PATTERN).expect("constant pattern is valid"))
+}
+
+/// How a tag's `accuracy` value reads. The one reading, shared by the filter
+/// ([`TagFilterConfig::keeps`]) and the document (`document::parse_tags`), so that a tag the
+/// filter kept for its accuracy carries that same accuracy in the index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TagAccuracy {
+    /// No `accuracy` key, or `null`.
+    Missing,
+    /// A JSON number, or a decimal numeric string ([`NUMERIC_STRING_PATTERN`], e.g. `"0.95"`)
+    /// read as its number.
+    Number(f64),
+    /// Anything else (`"high"`, `" 0.95"`, `true`, an object): not to be trusted.
+    Invalid,
+}
+
+/// Reads a tag's `accuracy` (see [`TagAccuracy`]). Allocation-free.
+pub fn tag_accuracy(value: Option<&Value>) -> TagAccuracy {
+    match value {
+        None | Some(Value::Null) => TagAccuracy::Missing,
+        Some(Value::Number(n)) => n.as_f64().map_or(TagAccuracy::Invalid, TagAccuracy::Number),
+        // Every string the pattern accepts is valid `f64` syntax (it may round to ±inf or 0).
+        Some(Value::String(s)) if numeric_string_re().is_match(s) => s
+            .parse::<f64>()
+            .map_or(TagAccuracy::Invalid, TagAccuracy::Number),
+        Some(_) => TagAccuracy::Invalid,
+    }
 }
 
 /// The filter's configuration as SQL parameters.
@@ -282,6 +306,39 @@ mod tests {
         assert!(!keep(json!({"name": 3})));
         assert!(!keep(json!("cat")));
         assert!(!keep(json!(null)));
+    }
+
+    #[test]
+    fn accuracy_reads_numbers_and_decimal_strings_alike() {
+        let read = |v: Value| tag_accuracy(Some(&v));
+        assert_eq!(tag_accuracy(None), TagAccuracy::Missing);
+        assert_eq!(read(json!(null)), TagAccuracy::Missing);
+        assert_eq!(read(json!(0.95)), TagAccuracy::Number(0.95));
+        assert_eq!(read(json!(1)), TagAccuracy::Number(1.0));
+        assert_eq!(read(json!("0.95")), TagAccuracy::Number(0.95));
+        assert_eq!(read(json!("+.5")), TagAccuracy::Number(0.5));
+        assert_eq!(read(json!("1.")), TagAccuracy::Number(1.0));
+        assert_eq!(read(json!("95e-2")), TagAccuracy::Number(0.95));
+        for invalid in [
+            json!("high"),
+            json!(" 0.95"),
+            json!("0.95 "),
+            json!("1e1000"),
+            json!("inf"),
+            json!("NaN"),
+            json!("0x1"),
+            json!(""),
+            json!(true),
+            json!({"value": 1}),
+            json!([0.95]),
+        ] {
+            assert_eq!(read(invalid.clone()), TagAccuracy::Invalid, "{invalid}");
+        }
+        // The filter keeps a numeric-string accuracy by its number, as the document reads it.
+        let c = TagFilterConfig::default();
+        assert!(c.keeps(&json!({"name": "cat", "accuracy": "0.95"})));
+        assert!(c.keeps(&json!({"name": "cat", "accuracy": "9E-1"})));
+        assert!(!c.keeps(&json!({"name": "cat", "accuracy": "0.85"})));
     }
 
     #[test]

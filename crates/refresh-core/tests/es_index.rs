@@ -257,3 +257,106 @@ async fn documents_from_the_model_index_without_item_errors() {
         cleanup(&client, &[&index]).await;
     }
 }
+
+/// Ids of the documents `query` finds in `index`, sorted.
+async fn found_ids(index: &str, query: Value) -> Vec<String> {
+    let client = client();
+    let body = json!({"size": 100, "_source": false, "query": query});
+    let (status, found) = raw(
+        &client,
+        Method::Post,
+        &format!("/{index}/_search"),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    let mut ids: Vec<String> = found["hits"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn absent_values_index_as_explicit_nulls() {
+    let client = client();
+    for media in MediaType::ALL {
+        let index = unique(&format!("nulls-{media}"));
+        create_index(&client, media, &index, 1).await.unwrap();
+        let mut body = Vec::new();
+        // Every rank_feature field of the mapping explicitly null: accepted, as no value.
+        body.extend_from_slice(b"{\"index\":{\"_id\":\"1\"}}\n");
+        let nulls = json!({"id": 1, "standardized_popularity": null, "authority_boost": null,
+                           "max_boost": null, "min_boost": null, "authority_penalty": null,
+                           "provider": null, "created_on": null, "extension": null,
+                           "tags": [{"name": "x", "accuracy": null}]});
+        body.extend_from_slice(format!("{nulls}\n").as_bytes());
+        // A bare row through the model: every key written, the absent ones null.
+        let bare = SourceRow {
+            id: 2,
+            identifier: "6f1c7e0a-2d4b-4c8e-9a1f-3b5d7e9f1a2c".into(),
+            license: "by".into(),
+            ..SourceRow::default()
+        };
+        // A full row, its tag accuracy given as a numeric string.
+        let full = SourceRow {
+            id: 3,
+            identifier: "7a2d8f1b-3e5c-4d9f-8b2a-4c6e8a0b2d3e".into(),
+            license: "by".into(),
+            provider: Some("flickr".into()),
+            standardized_popularity: Some(0.5),
+            tags: Some(json!([{"name": "cat", "accuracy": "0.95"}, {"name": "dog"}])),
+            ..SourceRow::default()
+        };
+        for row in [&bare, &full] {
+            write_bulk_action(&to_document(media, row).unwrap(), &mut body).unwrap();
+        }
+        // `bulk` panics on any per-item error.
+        bulk(&client, &index, body).await;
+        assert_eq!(ids(&client, &index).await, vec!["1", "2", "3"]);
+
+        // The search API reads keys such as `provider` directly: they are there, null.
+        let (status, doc) = raw(&client, Method::Get, &format!("/{index}/_doc/2"), None).await;
+        assert_eq!(status, 200, "{doc}");
+        let source = doc["_source"].as_object().unwrap();
+        let mut keys: Vec<&str> = source.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut expected: Vec<&str> = refresh_core::document::document_fields(media).collect();
+        expected.sort_unstable();
+        assert_eq!(keys, expected, "{media}");
+        for field in ["provider", "title", "standardized_popularity", "extension"] {
+            assert_eq!(source[field], Value::Null, "{media}: {field}");
+        }
+
+        // A null is no value: only the document that has one matches.
+        assert_eq!(
+            found_ids(&index, json!({"exists": {"field": "provider"}})).await,
+            vec!["3"]
+        );
+        for field in ["standardized_popularity", "authority_boost"] {
+            assert_eq!(
+                found_ids(&index, json!({"rank_feature": {"field": field}})).await,
+                vec!["3"],
+                "{media}: {field}"
+            );
+        }
+        assert_eq!(
+            found_ids(&index, json!({"exists": {"field": "tags.accuracy"}})).await,
+            vec!["3"]
+        );
+        // "0.95" was indexed as the number 0.95.
+        assert_eq!(
+            found_ids(&index, json!({"range": {"tags.accuracy": {"gte": 0.9}}})).await,
+            vec!["3"]
+        );
+        let (_, doc) = raw(&client, Method::Get, &format!("/{index}/_doc/3"), None).await;
+        assert_eq!(
+            doc["_source"]["tags"],
+            json!([{"name": "cat", "accuracy": 0.95}, {"name": "dog", "accuracy": null}])
+        );
+        cleanup(&client, &[&index]).await;
+    }
+}

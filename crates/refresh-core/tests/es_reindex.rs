@@ -224,8 +224,16 @@ async fn cancel_stops_a_running_reindex_into_the_named_index_only() {
             .unwrap(),
         vec![kept.task_id.clone()]
     );
-    assert!(cancel_reindex_into(&client, &["Bad*".to_string()])
+    // A name that could address several indices is refused before any call.
+    let err = cancel_reindex_into(&client, &["Bad*".to_string()])
         .await
-        .is_err());
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{}", err.message);
+    assert!(
+        err.message
+            .starts_with("\"Bad*\" is not a valid index or alias name"),
+        "{}",
+        err.message
+    );
     cleanup(&client, &[&source, &dest, &other]).await;
 }

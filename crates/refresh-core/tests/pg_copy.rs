@@ -393,6 +393,20 @@ async fn unreachable_catalog_fails_cleanly() {
     fdw.dbname = "no_such_database_here".into();
     let req = request(MediaType::Image, Environment::Staging, None, 50);
     let err = copy_data(&mut dbs.api, &fdw, &req, None).await.unwrap_err();
+    // The FDW cannot open its connection: SQLSTATE 08001 (class 08, so retried), reported
+    // with the step that needed it and the server's reason (which names the database).
+    assert_eq!(err.kind, ErrorKind::TransientDatabase, "{}", err.message);
+    assert!(
+        err.message
+            .starts_with("importing the catalog tables over FDW: PostgreSQL error 08001: "),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("no_such_database_here"),
+        "the reason names the missing database: {}",
+        err.message
+    );
     assert!(
         !err.message.contains("word"),
         "password leaked: {}",

@@ -218,12 +218,23 @@ async fn numbers_compare_as_jsonb_values_not_text() {
         )
         .await
         .unwrap();
-    assert!(row.get::<_, bool>(0));
+    assert!(
+        row.get::<_, bool>(0),
+        "the filtered tags equal the input as jsonb"
+    );
+    assert!(
+        row.get::<_, bool>(1),
+        "and as text: the filter keeps each number as PostgreSQL stored it"
+    );
     let as_text: String = row.get(2);
+    assert_eq!(
+        as_text, r#"[{"name": "Sunset", "accuracy": 0.900}, {"name": "beach", "accuracy": 1.0}]"#,
+        "PostgreSQL keeps 0.900 as written (and 1.0E0 as 1.0)"
+    );
     assert_ne!(
         as_text,
         input.to_string(),
-        "PostgreSQL keeps 0.900 as written"
+        "a re-serialised array would differ"
     );
     assert_eq!(TagFilterConfig::default().filter(Some(&input)), Some(input));
 }

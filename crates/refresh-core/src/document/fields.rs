@@ -1,15 +1,15 @@
 //! The derived fields of a document: boosts, size and length classes, extensions, tags,
 //! each a pure function of the row's values (DESIGN §4).
 
+use crate::tags::{tag_accuracy, TagAccuracy};
 use serde::Serialize;
 use serde_json::Value;
 use std::borrow::Cow;
 
-/// One tag of a document.
+/// One tag of a document: `{"name": …, "accuracy": number | null}` (both keys always written).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tag<'a> {
     pub name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<f64>,
 }
 
@@ -125,8 +125,13 @@ pub fn is_mature_flag(value: Option<&Value>) -> bool {
     }
 }
 
-/// `[{name, accuracy?}]` from the tags column: entries without a string name are dropped,
-/// a non-numeric accuracy is left out, any other key (e.g. `provider`) is not indexed.
+/// `[{name, accuracy}]` from the tags column: entries without a string name are dropped; the
+/// accuracy is read as the tag filter reads it ([`tag_accuracy`]: a number, or a decimal
+/// numeric string such as `"0.95"` as its number), else `None`; any other key (e.g.
+/// `provider`) is not indexed.
+///
+/// An accuracy beyond the `float` range of `tags.accuracy` (e.g. `"1e999"`) is `None`:
+/// Elasticsearch would reject the whole document for it.
 pub fn parse_tags(tags: Option<&Value>) -> Vec<Tag<'_>> {
     let Some(Value::Array(items)) = tags else {
         return Vec::new();
@@ -135,13 +140,21 @@ pub fn parse_tags(tags: Option<&Value>) -> Vec<Tag<'_>> {
         .iter()
         .filter_map(|item| {
             let name = item.get("name")?.as_str()?;
-            let accuracy = item
-                .get("accuracy")
-                .and_then(Value::as_f64)
-                .filter(|a| a.is_finite());
-            Some(Tag { name, accuracy })
+            Some(Tag {
+                name,
+                accuracy: document_accuracy(item.get("accuracy")),
+            })
         })
         .collect()
+}
+
+/// The document's value of a tag's `accuracy`: its number when [`tag_accuracy`] reads one
+/// that fits an Elasticsearch `float`.
+pub fn document_accuracy(value: Option<&Value>) -> Option<f64> {
+    match tag_accuracy(value) {
+        TagAccuracy::Number(a) if (a as f32).is_finite() => Some(a),
+        _ => None,
+    }
 }
 
 /// `tall`, `wide` or `square`; absent when a dimension is unknown or not positive.

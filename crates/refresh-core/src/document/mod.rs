@@ -15,6 +15,7 @@ pub use fields::*;
 use crate::media::MediaType;
 use crate::pg::sql::quote_ident;
 use chrono::{DateTime, Utc};
+use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -136,48 +137,118 @@ pub enum Extension<'a> {
     Many(Vec<Cow<'a, str>>),
 }
 
-/// The Elasticsearch document of one row. Absent values are omitted from the JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The keys of every document, in the order they are written.
+pub const COMMON_FIELDS: &[&str] = &[
+    "id",
+    "created_on",
+    "identifier",
+    "license",
+    "provider",
+    "source",
+    "category",
+    "title",
+    "creator",
+    "description",
+    "mature",
+    "tags",
+    "url",
+    "standardized_popularity",
+    "authority_boost",
+    "max_boost",
+    "min_boost",
+    "extension",
+];
+/// The keys image documents add.
+pub const IMAGE_FIELDS: &[&str] = &["aspect_ratio", "size"];
+/// The keys audio documents add.
+pub const AUDIO_FIELDS: &[&str] = &["length", "filetype"];
+
+/// Every key a document of `media` carries: [`COMMON_FIELDS`] and the media's own.
+pub fn document_fields(media: MediaType) -> impl Iterator<Item = &'static str> {
+    let own: &'static [&'static str] = match media {
+        MediaType::Image => IMAGE_FIELDS,
+        MediaType::Audio => AUDIO_FIELDS,
+    };
+    COMMON_FIELDS.iter().chain(own).copied()
+}
+
+/// The Elasticsearch document of one row.
+///
+/// Its JSON has every key of [`document_fields`] for its media, with `null` for an absent
+/// value: the search API reads keys such as `provider` directly and fails on a missing one.
+/// (Elasticsearch treats an explicit `null` as no value, `rank_feature` fields included.)
+/// The other media's fields (`length` on an image, `aspect_ratio` on audio) are not written.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Document<'a> {
+    /// Which media's fields the JSON carries.
+    pub media: MediaType,
     pub id: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub created_on: Option<DateTime<Utc>>,
     pub identifier: &'a str,
     pub license: Cow<'a, str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub creator: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<&'a str>,
     pub mature: bool,
     pub tags: Vec<Tag<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub standardized_popularity: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub authority_boost: Option<f32>,
     pub max_boost: f32,
     pub min_boost: f32,
-    // Image only.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Image only.
     pub aspect_ratio: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Image only.
     pub size: Option<&'static str>,
-    // Audio only.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Audio only.
     pub length: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Audio only.
     pub filetype: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub extension: Option<Extension<'a>>,
+}
+
+impl Serialize for Document<'_> {
+    /// Written field by field, straight into the output (no intermediate value), in the order
+    /// of [`document_fields`].
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let own = match self.media {
+            MediaType::Image => IMAGE_FIELDS.len(),
+            MediaType::Audio => AUDIO_FIELDS.len(),
+        };
+        let mut doc = serializer.serialize_struct("Document", COMMON_FIELDS.len() + own)?;
+        doc.serialize_field("id", &self.id)?;
+        doc.serialize_field("created_on", &self.created_on)?;
+        doc.serialize_field("identifier", self.identifier)?;
+        doc.serialize_field("license", &self.license)?;
+        doc.serialize_field("provider", &self.provider)?;
+        doc.serialize_field("source", &self.source)?;
+        doc.serialize_field("category", &self.category)?;
+        doc.serialize_field("title", &self.title)?;
+        doc.serialize_field("creator", &self.creator)?;
+        doc.serialize_field("description", &self.description)?;
+        doc.serialize_field("mature", &self.mature)?;
+        doc.serialize_field("tags", &self.tags)?;
+        doc.serialize_field("url", &self.url)?;
+        doc.serialize_field("standardized_popularity", &self.standardized_popularity)?;
+        doc.serialize_field("authority_boost", &self.authority_boost)?;
+        doc.serialize_field("max_boost", &self.max_boost)?;
+        doc.serialize_field("min_boost", &self.min_boost)?;
+        doc.serialize_field("extension", &self.extension)?;
+        match self.media {
+            MediaType::Image => {
+                doc.serialize_field("aspect_ratio", &self.aspect_ratio)?;
+                doc.serialize_field("size", &self.size)?;
+            }
+            MediaType::Audio => {
+                doc.serialize_field("length", &self.length)?;
+                doc.serialize_field("filetype", &self.filetype)?;
+            }
+        }
+        doc.end()
+    }
 }
 
 /// Maps a row to its document; `None` when the row must not be indexed (removed from its
@@ -190,6 +261,7 @@ pub fn to_document(media: MediaType, row: &SourceRow) -> Option<Document<'_>> {
     let authority = authority_boost(row.meta_authority_boost.as_ref(), row.provider.as_deref());
     let (max_boost, min_boost) = boost_bounds(popularity, authority);
     let mut doc = Document {
+        media,
         id: row.id,
         created_on: row.created_on,
         identifier: &row.identifier,

@@ -1,6 +1,24 @@
 use super::*;
+use crate::tags::{tag_accuracy, TagAccuracy, TagFilterConfig};
 use proptest::prelude::*;
 use serde_json::json;
+
+/// The document's keys, sorted.
+fn keys(value: &Value) -> Vec<&str> {
+    sorted(
+        value
+            .as_object()
+            .expect("a document is an object")
+            .keys()
+            .map(String::as_str),
+    )
+}
+
+fn sorted<'a>(keys: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut keys: Vec<&str> = keys.into_iter().collect();
+    keys.sort_unstable();
+    keys
+}
 
 fn image_row() -> SourceRow {
     SourceRow {
@@ -62,7 +80,7 @@ fn image_document_has_every_field() {
             "creator": "Ada",
             "description": "A herd",
             "mature": false,
-            "tags": [{"name": "cat", "accuracy": 0.97}, {"name": "dog"}],
+            "tags": [{"name": "cat", "accuracy": 0.97}, {"name": "dog", "accuracy": null}],
             "url": "https://live.staticflickr.com/1/photo.JPG?size=large",
             "standardized_popularity": 50.0,
             "authority_boost": 75.0,
@@ -83,9 +101,9 @@ fn audio_document_has_length_filetype_and_extensions() {
     assert_eq!(value["filetype"], "mp3");
     assert_eq!(value["extension"], json!(["ogg", "mp3"]));
     assert_eq!(value["license"], "cc0");
-    // No popularity, no authority: both bounds fall back to 1.
-    assert!(value.get("standardized_popularity").is_none());
-    assert!(value.get("authority_boost").is_none());
+    // No popularity, no authority: written as null, and both bounds fall back to 1.
+    assert_eq!(value.get("standardized_popularity"), Some(&Value::Null));
+    assert_eq!(value.get("authority_boost"), Some(&Value::Null));
     assert_eq!(value["max_boost"], 1.0);
     assert_eq!(value["min_boost"], 1.0);
     for image_field in ["aspect_ratio", "size"] {
@@ -99,6 +117,82 @@ fn image_document_has_no_audio_fields() {
     let value = serde_json::to_value(to_document(MediaType::Image, &image_row()).unwrap()).unwrap();
     for audio_field in ["length", "filetype"] {
         assert!(value.get(audio_field).is_none(), "{audio_field} on image");
+    }
+}
+
+#[test]
+fn absent_values_are_written_as_null() {
+    // A row with nothing but its required columns.
+    let bare = SourceRow {
+        id: 3,
+        identifier: "e0c8f6a2-6a53-4d3e-8f0e-0c6f7f1a2b3c".into(),
+        license: "by".into(),
+        ..SourceRow::default()
+    };
+    for media in MediaType::ALL {
+        let value = serde_json::to_value(to_document(media, &bare).unwrap()).unwrap();
+        // Every key of the media's model, and nothing else.
+        assert_eq!(keys(&value), sorted(document_fields(media)), "{media}");
+        for field in [
+            "created_on",
+            "provider",
+            "source",
+            "category",
+            "title",
+            "creator",
+            "description",
+            "url",
+            "standardized_popularity",
+            "authority_boost",
+            "extension",
+        ] {
+            assert_eq!(value[field], Value::Null, "{media}: {field}");
+        }
+        let own: &[&str] = match media {
+            MediaType::Image => IMAGE_FIELDS,
+            MediaType::Audio => AUDIO_FIELDS,
+        };
+        for field in own {
+            assert_eq!(value[*field], Value::Null, "{media}: {field}");
+        }
+        assert_eq!(value["id"], 3);
+        assert_eq!(value["mature"], false);
+        assert_eq!(value["tags"], json!([]));
+        assert_eq!(value["max_boost"], 1.0);
+        assert_eq!(value["min_boost"], 1.0);
+    }
+    // Each key written once (a parsed `Value` would hide a duplicate).
+    for media in MediaType::ALL {
+        let text = serde_json::to_string(&to_document(media, &image_row()).unwrap()).unwrap();
+        for field in document_fields(media) {
+            assert_eq!(
+                text.matches(&format!("\"{field}\":")).count(),
+                1,
+                "{media}: {field}"
+            );
+        }
+    }
+    // A full row has every key too, none of them null.
+    let full = serde_json::to_value(to_document(MediaType::Image, &image_row()).unwrap()).unwrap();
+    assert_eq!(keys(&full), sorted(document_fields(MediaType::Image)));
+    assert!(full.as_object().unwrap().values().all(|v| !v.is_null()));
+}
+
+#[test]
+fn field_lists_are_disjoint() {
+    let image = sorted(document_fields(MediaType::Image));
+    let audio = sorted(document_fields(MediaType::Audio));
+    let mut deduped = image.clone();
+    deduped.dedup();
+    assert_eq!(deduped, image);
+    let mut deduped = audio.clone();
+    deduped.dedup();
+    assert_eq!(deduped, audio);
+    for field in IMAGE_FIELDS {
+        assert!(!audio.contains(field), "{field}");
+    }
+    for field in AUDIO_FIELDS {
+        assert!(!image.contains(field), "{field}");
     }
 }
 
@@ -227,24 +321,33 @@ fn tags_keep_name_and_numeric_accuracy_only() {
         {"name": 3},
         {"accuracy": 0.99},
         "loose",
-        {"name": "c"}
+        {"name": "c"},
+        {"name": "d", "accuracy": "0.95"},
+        {"name": "e", "accuracy": null},
+        {"name": "f", "accuracy": "1e999"}
     ]);
     let parsed = parse_tags(Some(&tags));
+    let tag = |name, accuracy| Tag { name, accuracy };
     assert_eq!(
         parsed,
         vec![
-            Tag {
-                name: "a",
-                accuracy: Some(0.95)
-            },
-            Tag {
-                name: "b",
-                accuracy: None
-            },
-            Tag {
-                name: "c",
-                accuracy: None
-            },
+            tag("a", Some(0.95)),
+            tag("b", None),
+            tag("c", None),
+            // A decimal numeric string is its number, as the tag filter reads it.
+            tag("d", Some(0.95)),
+            tag("e", None),
+            // Beyond the float range Elasticsearch would reject: no accuracy.
+            tag("f", None),
+        ]
+    );
+    assert_eq!(
+        serde_json::to_value(&parsed).unwrap().as_array().unwrap()[..4].to_vec(),
+        vec![
+            json!({"name": "a", "accuracy": 0.95}),
+            json!({"name": "b", "accuracy": null}),
+            json!({"name": "c", "accuracy": null}),
+            json!({"name": "d", "accuracy": 0.95}),
         ]
     );
     assert!(parse_tags(Some(&json!({"name": "x"}))).is_empty());
@@ -332,10 +435,10 @@ fn audio_extensions_come_from_alt_files_else_filetype() {
         ..audio_row()
     };
     let doc = to_document(MediaType::Audio, &row).unwrap();
-    assert!(serde_json::to_value(&doc)
-        .unwrap()
-        .get("extension")
-        .is_none());
+    assert_eq!(
+        serde_json::to_value(&doc).unwrap().get("extension"),
+        Some(&Value::Null)
+    );
 }
 
 #[test]
@@ -466,9 +569,111 @@ proptest! {
         prop_assert!(lines.next().is_none());
         prop_assert_eq!(&body["id"], &json!(id));
         prop_assert_eq!(body["license"].as_str().unwrap(), license.to_lowercase());
-        if let Some(p) = body.get("standardized_popularity") {
-            let p = p.as_f64().unwrap() as f32;
-            prop_assert!((f32::MIN_POSITIVE..=100.0).contains(&p));
+        match body.get("standardized_popularity") {
+            Some(Value::Null) => prop_assert!(doc.standardized_popularity.is_none()),
+            Some(p) => {
+                let p = p.as_f64().unwrap() as f32;
+                prop_assert!((f32::MIN_POSITIVE..=100.0).contains(&p));
+            }
+            None => prop_assert!(false, "standardized_popularity missing"),
+        }
+        prop_assert_eq!(keys(&body), sorted(document_fields(MediaType::Image)));
+    }
+
+    #[test]
+    fn every_document_has_its_media_keys(audio in any::<bool>(), title in proptest::option::of(".{0,8}"),
+                                         provider in proptest::option::of("[a-z]{0,8}"),
+                                         url in proptest::option::of("[a-z./]{0,12}"),
+                                         width in proptest::option::of(-2i32..2000),
+                                         duration in proptest::option::of(-2i32..700_000),
+                                         pop in proptest::option::of(-1.0f64..2.0)) {
+        let media = if audio { MediaType::Audio } else { MediaType::Image };
+        let row = SourceRow { title, provider, url, width, height: width, duration,
+                              standardized_popularity: pop, filetype: None, ..audio_row() };
+        let value = serde_json::to_value(to_document(media, &row).unwrap()).unwrap();
+        prop_assert_eq!(keys(&value), sorted(document_fields(media)));
+    }
+
+    /// What reaches a document is the tags column after the tag filter (the copy step runs it
+    /// in SQL); the document then carries exactly the tags the filter kept, in order, each
+    /// with the accuracy the filter judged (a numeric string as its number).
+    #[test]
+    fn document_tags_are_the_filtered_tags_with_their_accuracies(tags in arb_tags()) {
+        let config = TagFilterConfig::default();
+        let filtered = config.filter(Some(&tags));
+        let kept: &[Value] = match &filtered {
+            Some(Value::Array(items)) => items,
+            _ => &[],
+        };
+        let row = SourceRow { tags: filtered.clone(), ..image_row() };
+        let doc = to_document(MediaType::Image, &row).unwrap();
+        prop_assert_eq!(doc.tags.len(), kept.len());
+        for (tag, source) in doc.tags.iter().zip(kept) {
+            prop_assert_eq!(Some(tag.name), source["name"].as_str());
+            match tag_accuracy(source.get("accuracy")) {
+                TagAccuracy::Missing => prop_assert_eq!(tag.accuracy, None),
+                TagAccuracy::Number(a) => {
+                    prop_assert!(a >= config.min_accuracy);
+                    // Beyond the float range the index rejects: left out (see parse_tags).
+                    let expected = (a as f32).is_finite().then_some(a);
+                    prop_assert_eq!(tag.accuracy, expected);
+                }
+                TagAccuracy::Invalid => prop_assert!(false, "the filter kept an untrusted accuracy: {}", source),
+            }
+        }
+        // Filtering changes no tag: each kept tag reads the same as from the unfiltered column.
+        let unfiltered = parse_tags(Some(&tags));
+        for tag in &doc.tags {
+            prop_assert!(unfiltered.contains(tag), "{:?}", tag);
         }
     }
+}
+
+/// Tag arrays as the catalog holds them: objects with a name (or not), an accuracy as a
+/// number, a numeric string, junk or null (or none), and sometimes a provider; plus strays.
+fn arb_tags() -> impl Strategy<Value = Value> {
+    let name = prop_oneof![
+        4 => "[a-zA-Z :=-]{0,10}".prop_map(Value::String),
+        1 => Just(json!(3)),
+        1 => Just(Value::Null),
+    ];
+    let accuracy = prop_oneof![
+        (0.0f64..=1.0).prop_map(|a| json!(a)),
+        (0.0f64..=1.0).prop_map(|a| json!(a.to_string())),
+        (0.0f64..=1.0).prop_map(|a| json!(format!("{a:e}"))),
+        prop_oneof![
+            Just("0.95"),
+            Just("+.92"),
+            Just("9e-1"),
+            Just("1e999"),
+            Just("high"),
+            Just(" 0.95"),
+            Just("")
+        ]
+        .prop_map(|s| json!(s)),
+        Just(json!(true)),
+        Just(Value::Null),
+        Just(json!(2)),
+    ];
+    let provider = prop_oneof![Just("rekognition"), Just("clarifai")];
+    let tag = (
+        proptest::option::of(name),
+        proptest::option::of(accuracy),
+        proptest::option::of(provider),
+    )
+        .prop_map(|(name, accuracy, provider)| {
+            let mut tag = serde_json::Map::new();
+            if let Some(n) = name {
+                tag.insert("name".into(), n);
+            }
+            if let Some(a) = accuracy {
+                tag.insert("accuracy".into(), a);
+            }
+            if let Some(p) = provider {
+                tag.insert("provider".into(), json!(p));
+            }
+            Value::Object(tag)
+        });
+    let item = prop_oneof![8 => tag, 1 => Just(json!("loose")), 1 => Just(Value::Null)];
+    proptest::collection::vec(item, 0..8).prop_map(Value::Array)
 }

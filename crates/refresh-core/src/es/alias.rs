@@ -34,6 +34,61 @@ pub async fn indices_of_alias(client: &SearchClient, alias: &str) -> StepResult<
     Ok(indices)
 }
 
+/// What a name is to the cluster ([`resolve_name`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameTarget {
+    /// Neither an index nor an alias.
+    Missing,
+    /// An index, with every alias pointing at it (sorted; empty when none does).
+    Index { aliases: Vec<String> },
+    /// An alias, with the indices it points at (sorted).
+    Alias { indices: Vec<String> },
+}
+
+/// Whether `name` is an index (and which aliases point at it), an alias, or nothing: one
+/// `GET /{name}/_alias`, which answers per concrete index, so an alias shows up as the
+/// indices behind it and never under its own name.
+pub async fn resolve_name(client: &SearchClient, name: &str) -> StepResult<NameTarget> {
+    validate_index_name(name)?;
+    let response = client
+        .call(
+            "read index aliases",
+            Method::Get,
+            &format!("/{name}/_alias"),
+            &[],
+            None,
+        )
+        .await?;
+    if response.status == StatusCode::NOT_FOUND {
+        return Ok(NameTarget::Missing);
+    }
+    let body = response.into_success(&format!("read aliases of {name}"))?;
+    Ok(name_target(name, &body))
+}
+
+/// [`resolve_name`]'s reading of a `GET /{name}/_alias` answer (`{index: {aliases: {…}}}`).
+fn name_target(name: &str, body: &Value) -> NameTarget {
+    let Some(indices) = body.as_object() else {
+        return NameTarget::Missing;
+    };
+    match indices.get(name) {
+        Some(entry) => {
+            let mut aliases: Vec<String> = entry["aliases"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            aliases.sort();
+            NameTarget::Index { aliases }
+        }
+        None if indices.is_empty() => NameTarget::Missing,
+        None => {
+            let mut indices: Vec<String> = indices.keys().cloned().collect();
+            indices.sort();
+            NameTarget::Alias { indices }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AliasPromotion {
     pub alias: String,
@@ -219,6 +274,34 @@ pub async fn delete_unaliased(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alias_answer_tells_index_alias_and_aliased_index_apart() {
+        assert_eq!(
+            name_target("image-new", &json!({"image-new": {"aliases": {}}})),
+            NameTarget::Index { aliases: vec![] }
+        );
+        assert_eq!(
+            name_target(
+                "image-live",
+                &json!({"image-live": {"aliases": {"image": {}, "zz": {"is_write_index": true}}}})
+            ),
+            NameTarget::Index {
+                aliases: vec!["image".into(), "zz".into()]
+            }
+        );
+        assert_eq!(
+            name_target(
+                "image",
+                &json!({"image-b": {"aliases": {"image": {}}}, "image-a": {"aliases": {"image": {}}}})
+            ),
+            NameTarget::Alias {
+                indices: vec!["image-a".into(), "image-b".into()]
+            }
+        );
+        assert_eq!(name_target("image-x", &json!({})), NameTarget::Missing);
+        assert_eq!(name_target("image-x", &Value::Null), NameTarget::Missing);
+    }
 
     #[test]
     fn promotion_removes_every_old_index_and_adds_the_new_one_in_one_body() {

@@ -335,16 +335,20 @@ mod tests {
             assert_eq!(index["refresh_interval"], "-1");
             let analyzer = &body["settings"]["analysis"]["analyzer"]["custom_english"];
             assert_eq!(analyzer["tokenizer"], "standard");
+            // Lower-case first, so that "Animals" meets the overrides as "animals".
             assert_eq!(
                 analyzer["filter"],
                 json!([
+                    "lowercase",
                     "stem_overrides",
                     "english_possessive_stemmer",
-                    "lowercase",
                     "english_stop",
                     "english_stemmer"
                 ])
             );
+            let exact = &body["settings"]["analysis"]["analyzer"]["exact"];
+            assert_eq!(exact["tokenizer"], "standard");
+            assert_eq!(exact["filter"], json!(["lowercase"]));
             let mappings = &body["mappings"];
             assert_eq!(mappings["dynamic"], false);
             assert_eq!(mappings["_meta"]["media_type"], media.as_str());
@@ -374,7 +378,13 @@ mod tests {
                 assert_eq!(props[field]["analyzer"], "custom_english");
                 assert_eq!(props[field]["similarity"], "boolean");
                 assert_eq!(props[field]["fields"]["raw"]["type"], "text");
+                assert_eq!(props[field]["fields"]["exact"]["analyzer"], "exact");
+                assert_eq!(props[field]["fields"]["exact"]["similarity"], "boolean");
             }
+            assert_eq!(
+                props["tags"]["properties"]["name"]["fields"]["exact"]["analyzer"],
+                "exact"
+            );
             assert_eq!(props["title"]["fields"]["keyword"]["ignore_above"], 256);
             assert_eq!(
                 props["tags"]["properties"]["name"]["fields"]["raw"]["type"],
