@@ -31,27 +31,6 @@ async fn analyze(client: &SearchClient, index: &str, how: Value, text: &str) -> 
         .collect()
 }
 
-/// Ids of the documents `query` finds, sorted.
-async fn search_ids(client: &SearchClient, index: &str, query: Value) -> Vec<String> {
-    let body = json!({"size": 100, "_source": false, "query": query});
-    let (status, found) = raw(
-        client,
-        Method::Post,
-        &format!("/{index}/_search"),
-        Some(&body),
-    )
-    .await;
-    assert_eq!(status, 200, "{found}");
-    let mut ids: Vec<String> = found["hits"]["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["_id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
-}
-
 fn strings(xs: &[&str]) -> Vec<String> {
     xs.iter().map(|s| s.to_string()).collect()
 }

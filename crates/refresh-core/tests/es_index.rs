@@ -258,28 +258,6 @@ async fn documents_from_the_model_index_without_item_errors() {
     }
 }
 
-/// Ids of the documents `query` finds in `index`, sorted.
-async fn found_ids(index: &str, query: Value) -> Vec<String> {
-    let client = client();
-    let body = json!({"size": 100, "_source": false, "query": query});
-    let (status, found) = raw(
-        &client,
-        Method::Post,
-        &format!("/{index}/_search"),
-        Some(&body),
-    )
-    .await;
-    assert_eq!(status, 200, "{found}");
-    let mut ids: Vec<String> = found["hits"]["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["_id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
-}
-
 #[tokio::test]
 async fn absent_values_index_as_explicit_nulls() {
     let client = client();
@@ -333,23 +311,33 @@ async fn absent_values_index_as_explicit_nulls() {
 
         // A null is no value: only the document that has one matches.
         assert_eq!(
-            found_ids(&index, json!({"exists": {"field": "provider"}})).await,
+            search_ids(&client, &index, json!({"exists": {"field": "provider"}})).await,
             vec!["3"]
         );
         for field in ["standardized_popularity", "authority_boost"] {
             assert_eq!(
-                found_ids(&index, json!({"rank_feature": {"field": field}})).await,
+                search_ids(&client, &index, json!({"rank_feature": {"field": field}})).await,
                 vec!["3"],
                 "{media}: {field}"
             );
         }
         assert_eq!(
-            found_ids(&index, json!({"exists": {"field": "tags.accuracy"}})).await,
+            search_ids(
+                &client,
+                &index,
+                json!({"exists": {"field": "tags.accuracy"}})
+            )
+            .await,
             vec!["3"]
         );
         // "0.95" was indexed as the number 0.95.
         assert_eq!(
-            found_ids(&index, json!({"range": {"tags.accuracy": {"gte": 0.9}}})).await,
+            search_ids(
+                &client,
+                &index,
+                json!({"range": {"tags.accuracy": {"gte": 0.9}}})
+            )
+            .await,
             vec!["3"]
         );
         let (_, doc) = raw(&client, Method::Get, &format!("/{index}/_doc/3"), None).await;

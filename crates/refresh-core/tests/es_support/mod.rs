@@ -93,16 +93,21 @@ pub async fn index_docs(client: &SearchClient, index: &str, docs: &[(String, Val
 
 /// Ids of every document in `index`, sorted.
 pub async fn ids(client: &SearchClient, index: &str) -> Vec<String> {
-    let query = serde_json::json!({"size": 10000, "_source": false, "query": {"match_all": {}}});
-    let (status, body) = raw(
+    search_ids(client, index, serde_json::json!({"match_all": {}})).await
+}
+
+/// Ids of the documents `query` finds in `index` (at most 10 000), sorted.
+pub async fn search_ids(client: &SearchClient, index: &str, query: Value) -> Vec<String> {
+    let body = serde_json::json!({"size": 10000, "_source": false, "query": query});
+    let (status, found) = raw(
         client,
         Method::Post,
         &format!("/{index}/_search"),
-        Some(&query),
+        Some(&body),
     )
     .await;
-    assert_eq!(status, 200, "{body}");
-    let mut ids: Vec<String> = body["hits"]["hits"]
+    assert_eq!(status, 200, "{found}");
+    let mut ids: Vec<String> = found["hits"]["hits"]
         .as_array()
         .unwrap()
         .iter()
