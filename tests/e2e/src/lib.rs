@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 pub use refresh_core::media::MediaType;
 pub use refresh_core::worker_api::TaskStatus;
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, MutexGuard};
@@ -688,6 +688,49 @@ pub fn sensitive_query() -> Value {
     ], "minimum_should_match": 1}})
 }
 
+/// The row limit the local deploy sets for non-production runs (`localstack/deploy`,
+/// `RowLimitNonProduction`).
+pub const LOCAL_ROW_LIMIT: i64 = 100_000;
+
+/// What a staging refresh must index, computed from the catalog and the deleted list alone
+/// (never from the table the copy wrote): the first `LOCAL_ROW_LIMIT` catalog rows by
+/// identifier that are not deleted, less those removed from the source; the total and the
+/// count per source (rows without a source are in the total only).
+pub async fn expected_documents(
+    catalog: &tokio_postgres::Client,
+    api: &tokio_postgres::Client,
+    media: MediaType,
+) -> Result<(u64, BTreeMap<String, u64>)> {
+    let deleted: Vec<uuid::Uuid> = api
+        .query(
+            &format!("SELECT identifier FROM {}", media.deleted_table()),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let sql = format!(
+        "WITH copied AS ( \
+           SELECT source, removed_from_source FROM {table} \
+           WHERE identifier <> ALL($1) ORDER BY identifier LIMIT $2 \
+         ) \
+         SELECT source, count(*) FROM copied WHERE NOT removed_from_source GROUP BY source",
+        table = media.table()
+    );
+    let mut total = 0;
+    let mut by_source = BTreeMap::new();
+    for row in catalog.query(&sql, &[&deleted, &LOCAL_ROW_LIMIT]).await? {
+        let source: Option<String> = row.get(0);
+        let count = row.get::<_, i64>(1) as u64;
+        total += count;
+        if let Some(source) = source {
+            by_source.insert(source, count);
+        }
+    }
+    Ok((total, by_source))
+}
+
 /// Rows a refresh must index: copied (not deleted) and not removed from the source.
 pub async fn eligible_rows(db: &tokio_postgres::Client, media: MediaType) -> Result<u64> {
     let sql = format!(
@@ -698,4 +741,87 @@ pub async fn eligible_rows(db: &tokio_postgres::Client, media: MediaType) -> Res
     );
     let count: i64 = db.query_one(&sql, &[]).await?.get(0);
     Ok(count as u64)
+}
+
+/// Runs the AWS CLI of the local stack (`LOCALSTACK_VENV`) with `--output json` and parses
+/// what it prints (the CLI follows every page itself).
+pub fn aws_cli_json(args: &[&str]) -> Result<Value> {
+    let aws = std::env::var_os("LOCALSTACK_VENV")
+        .map(|venv| PathBuf::from(venv).join("bin/aws"))
+        .unwrap_or_else(|| PathBuf::from("aws"));
+    let output = std::process::Command::new(&aws)
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .with_context(|| format!("running {} {}", aws.display(), args.join(" ")))?;
+    if !output.status.success() {
+        bail!(
+            "aws {} failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text).with_context(|| format!("aws {}: not JSON", args.join(" ")))
+}
+
+/// Every log message of every Lambda function of the stack (CloudWatch Logs in LocalStack),
+/// by log group; groups without a message are left out.
+pub fn all_function_logs(
+    stack_name: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let prefix = format!("/aws/lambda/{stack_name}-");
+    let groups = aws_cli_json(&[
+        "logs",
+        "describe-log-groups",
+        "--log-group-name-prefix",
+        &prefix,
+    ])?;
+    let mut logs = std::collections::BTreeMap::new();
+    for group in groups["logGroups"].as_array().into_iter().flatten() {
+        let Some(name) = group["logGroupName"].as_str() else {
+            continue;
+        };
+        let events = aws_cli_json(&["logs", "filter-log-events", "--log-group-name", name])?;
+        let messages: Vec<String> = events["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|event| event["message"].as_str().map(str::to_string))
+            .collect();
+        if !messages.is_empty() {
+            logs.insert(name.to_string(), messages);
+        }
+    }
+    Ok(logs)
+}
+
+/// The execution's whole history with every state's input and output
+/// (`GetExecutionHistory` with `includeExecutionData`), as the API returns it.
+pub fn execution_history_with_data(execution_arn: &str) -> Result<Vec<Value>> {
+    let history = aws_cli_json(&[
+        "stepfunctions",
+        "get-execution-history",
+        "--execution-arn",
+        execution_arn,
+        "--include-execution-data",
+    ])?;
+    history["events"]
+        .as_array()
+        .cloned()
+        .context("GetExecutionHistory returned no events")
+}
+
+/// The console (stdout and stderr of the user data and the worker) of a local instance.
+pub fn instance_console(instance_id: &str) -> Result<String> {
+    let path = local_dir()
+        .join("data/ec2")
+        .join(instance_id)
+        .join("console.log");
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -2,18 +2,50 @@
 //! worker processes launched as EC2 instances, real PostgreSQL and Elasticsearch.
 
 use anyhow::Result;
-use e2e::{eligible_rows, exclusive, load_sample_data, sensitive_query, table_shape, Stack};
+use e2e::{
+    eligible_rows, exclusive, expected_documents, load_sample_data, sensitive_query, table_shape,
+    Stack,
+};
 use refresh_core::media::MediaType;
 use refresh_core::tags::TagFilterConfig;
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
+/// The live state a refresh replaces: the indices behind both aliases and their total.
+struct Before {
+    indices: Vec<String>,
+    filtered: Vec<String>,
+    total: u64,
+}
+
+async fn before(stack: &Stack, media: MediaType) -> Result<Before> {
+    let indices: Vec<String> = stack
+        .alias_targets(media.alias())
+        .await?
+        .into_iter()
+        .collect();
+    let total = if indices.is_empty() {
+        0
+    } else {
+        stack.count(media.alias(), json!({"match_all": {}})).await?
+    };
+    Ok(Before {
+        indices,
+        filtered: stack
+            .alias_targets(media.filtered_alias())
+            .await?
+            .into_iter()
+            .collect(),
+        total,
+    })
+}
+
 async fn check_refreshed(
     stack: &Stack,
     media: MediaType,
     finished: &e2e::Finished,
-    before: &[String],
+    before: &Before,
 ) -> Result<String> {
     assert_eq!(
         finished.status, "SUCCEEDED",
@@ -42,10 +74,10 @@ async fn check_refreshed(
         "{media}-filtered alias"
     );
     assert!(
-        !before.contains(&live[0]),
+        !before.indices.contains(&live[0]),
         "{media} alias still on an old index"
     );
-    for old in before {
+    for old in before.indices.iter().chain(&before.filtered) {
         assert!(
             !stack.index_exists(old).await?,
             "old index {old} was not deleted"
@@ -55,6 +87,39 @@ async fn check_refreshed(
     let db = stack.api_db().await?;
     let eligible = eligible_rows(&db, media).await?;
     assert!(eligible > 0);
+    // What the catalog says the refresh must index, independently of the copy's own table.
+    let (expected, expected_by_source) =
+        expected_documents(&stack.catalog_db().await?, &db, media).await?;
+    assert_eq!(
+        eligible, expected,
+        "{media}: the promoted table lost or gained rows"
+    );
+
+    // The execution's output is the report: totals and every source, before → after.
+    let report = &finished.output;
+    assert_eq!(report["media_type"], media.as_str(), "{report}");
+    assert_eq!(report["new_index"], live[0].as_str(), "{report}");
+    assert_eq!(report["total_before"], before.total, "{report}");
+    assert_eq!(report["total_after"], expected, "{report}");
+    assert_eq!(
+        report["delta"],
+        expected as i64 - before.total as i64,
+        "{report}"
+    );
+    let reported_after: std::collections::BTreeMap<String, u64> = report["by_source"]
+        .as_object()
+        .map(|sources| {
+            sources
+                .iter()
+                .filter(|(_, counts)| counts["after"] != 0)
+                .map(|(source, counts)| (source.clone(), counts["after"].as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        reported_after, expected_by_source,
+        "{media}: per-source counts"
+    );
     assert_eq!(
         stack.count(media.alias(), json!({"match_all": {}})).await?,
         eligible,
@@ -106,8 +171,8 @@ async fn full_refresh_of_image_and_audio_then_a_second_refresh_replaces_the_indi
         table_shape(&db, "image").await?,
         table_shape(&db, "audio").await?,
     );
-    let image_before: Vec<String> = stack.alias_targets("image").await?.into_iter().collect();
-    let audio_before: Vec<String> = stack.alias_targets("audio").await?.into_iter().collect();
+    let image_before = before(&stack, MediaType::Image).await?;
+    let audio_before = before(&stack, MediaType::Audio).await?;
 
     let image = stack
         .start(
@@ -139,6 +204,8 @@ async fn full_refresh_of_image_and_audio_then_a_second_refresh_replaces_the_indi
     );
 
     // A second refresh promotes a new index and deletes the one the first made.
+    let image_before_again = before(&stack, MediaType::Image).await?;
+    assert_eq!(image_before_again.indices, vec![image_index.clone()]);
     let again_done = stack
         .run(
             &stack.refresh_arn,
@@ -147,13 +214,8 @@ async fn full_refresh_of_image_and_audio_then_a_second_refresh_replaces_the_indi
             RUN_TIMEOUT,
         )
         .await?;
-    let second_index = check_refreshed(
-        &stack,
-        MediaType::Image,
-        &again_done,
-        std::slice::from_ref(&image_index),
-    )
-    .await?;
+    let second_index =
+        check_refreshed(&stack, MediaType::Image, &again_done, &image_before_again).await?;
     assert_ne!(second_index, image_index);
     Ok(())
 }
