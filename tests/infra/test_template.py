@@ -725,3 +725,164 @@ def test_definitions_are_not_edited_by_the_tests():
     copy.deepcopy(all_states(definition))
     assert before == {k: v.read_text() for k, v in DEFINITIONS.items()}
     assert os.access(TEMPLATE, os.R_OK)
+
+
+# ---------------------------------------------------------------- IAM resource scoping
+
+# Parameters that name one specific resource the operator gives the stack (its bucket, key,
+# AMI): an ARN built from them is as narrow as the deployment allows.
+NAMED_RESOURCE_PARAMETERS = {"WorkerArtifactBucket", "WorkerArtifactKey", "SensitiveTermsBucket", "WorkerAmiId"}
+# Pseudo parameters that only place an ARN (partition, region, account): they scope nothing.
+PLACING_PSEUDO_PARAMETERS = {"AWS::Partition", "AWS::Region", "AWS::AccountId", "AWS::URLSuffix"}
+EC2_ARN = "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:"
+STACK_EXECUTIONS = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${AWS::StackName}-data-refresh:*"
+
+
+def _tag_condition_on_stack_executions(condition: dict, key: str) -> bool:
+    values = as_list((condition or {}).get("StringLike", {}).get(key, []))
+    return bool(values) and all(
+        isinstance(v, dict) and v.get("Fn::Sub") == STACK_EXECUTIONS for v in values
+    )
+
+
+# What AWS does not let a policy scope to the stack's own names, each with why, and what
+# must hold instead (a predicate over the statement's Condition). Anything else unscoped fails.
+UNSCOPABLE = [
+    # No resource-level permissions at all: the API only accepts "*".
+    ({"ec2:DescribeInstances"}, "*", lambda condition: True),
+    # An instance's id is unknown before launch: the instance ARN is "any instance", narrowed
+    # by the tag the launch must carry (this stack's data-refresh executions).
+    ({"ec2:RunInstances"}, EC2_ARN + "instance/*",
+     lambda c: _tag_condition_on_stack_executions(c, "aws:RequestTag/refresh:execution")),
+    # ...and termination is narrowed by the tag the instance carries.
+    ({"ec2:TerminateInstances"}, EC2_ARN + "instance/*",
+     lambda c: _tag_condition_on_stack_executions(c, "aws:ResourceTag/refresh:execution")),
+    # RunInstances is also authorised on every resource the launch creates or uses: volumes and
+    # network interfaces (created by the launch, no id yet), and the subnet and security group
+    # the launch template picks (optional parameters, absent without a VPC). The launch itself
+    # is bounded by the launch template ARNs and the instance tag condition above.
+    ({"ec2:RunInstances"}, EC2_ARN + "volume/*", lambda c: True),
+    ({"ec2:RunInstances"}, EC2_ARN + "network-interface/*", lambda c: True),
+    ({"ec2:RunInstances"}, EC2_ARN + "subnet/*", lambda c: True),
+    ({"ec2:RunInstances"}, EC2_ARN + "security-group/*", lambda c: True),
+    # Tags only as part of RunInstances (on the resources it creates, whose ids are unknown).
+    *[({"ec2:CreateTags"}, EC2_ARN + kind, lambda c: c == {"StringEquals": {"ec2:CreateAction": "RunInstances"}})
+      for kind in ("instance/*", "volume/*", "network-interface/*")],
+    # AlarmNames is a list parameter; CloudFormation cannot prefix each name into an ARN
+    # (Fn::Join takes a literal delimiter). Only in the template when alarms are configured.
+    ({"cloudwatch:DisableAlarmActions", "cloudwatch:EnableAlarmActions"},
+     "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*", lambda c: True),
+]
+
+
+def _resource_entries(resource):
+    """The entries of a statement's Resource, both branches of an Fn::If included."""
+    for entry in as_list(resource):
+        if isinstance(entry, dict) and "Fn::If" in entry:
+            for branch in entry["Fn::If"][1:]:
+                yield from _resource_entries(branch)
+        elif isinstance(entry, dict) and entry.get("Ref") == "AWS::NoValue":
+            continue
+        else:
+            yield entry
+
+
+def _scoped(entry, template: dict) -> bool:
+    """A Ref/GetAtt of the template's own resource, or an ARN whose first variable part that
+    is not the partition/region/account is the stack name, a resource of the template or a
+    named-resource parameter, placed before any wildcard."""
+    resources = template["Resources"]
+    if isinstance(entry, dict) and set(entry) == {"Ref"}:
+        return entry["Ref"] in resources
+    if isinstance(entry, dict) and set(entry) == {"Fn::GetAtt"}:
+        target = entry["Fn::GetAtt"]
+        target = target.split(".")[0] if isinstance(target, str) else target[0]
+        return target in resources
+    if isinstance(entry, dict) and set(entry) == {"Fn::Sub"}:
+        sub = entry["Fn::Sub"]
+        text, variables = (sub, {}) if isinstance(sub, str) else (sub[0], sub[1])
+        if any(not _scoped(value, template) for value in variables.values()):
+            return False
+        for match in SUB_PATTERN.finditer(text.replace("${AWS::", "${AWS__")):
+            name = match.group(1).replace("AWS__", "AWS::")
+            if name in PLACING_PSEUDO_PARAMETERS:
+                continue
+            scoping = (name == "AWS::StackName" or name in resources or name in variables
+                       or name in NAMED_RESOURCE_PARAMETERS)
+            return scoping and "*" not in text[: match.start()]
+        return False
+    return False
+
+
+def unscoped_iam_resources(template: dict) -> list[str]:
+    """Every (policy, actions, resource) that is neither scoped to the stack's own names nor an
+    allowed exception with its condition."""
+    found = []
+    for logical_id, statement in iam_statements(template):
+        if "Resource" not in statement:
+            # Trust policies: a principal, no resource.
+            assert "Principal" in statement, f"{logical_id}: statement without Resource: {statement}"
+            continue
+        actions = set(as_list(statement["Action"]))
+        for entry in _resource_entries(statement["Resource"]):
+            if _scoped(entry, template):
+                continue
+            text = entry.get("Fn::Sub") if isinstance(entry, dict) else entry
+            allowed = any(
+                actions <= allowed_actions and text == pattern and check(statement.get("Condition"))
+                for allowed_actions, pattern, check in UNSCOPABLE
+            )
+            if not allowed:
+                found.append(f"{logical_id} {statement.get('Sid', '')} {sorted(actions)}: {entry!r}")
+    return found
+
+
+def _statement(template: dict, sid: str) -> dict:
+    """The first statement with this Sid (InvokeSteps is in both state machines' roles)."""
+    matches = [s for _, s in iam_statements(template) if s.get("Sid") == sid]
+    assert matches, f"no statement {sid}"
+    return matches[0]
+
+
+def test_every_iam_resource_is_scoped_to_the_stacks_own_names():
+    template = load_template()
+    assert unscoped_iam_resources(template) == []
+    # The check reads real statements: every policy of the template, with resources.
+    with_resources = [s for _, s in iam_statements(template) if "Resource" in s]
+    assert len(with_resources) >= 15
+
+
+@pytest.mark.parametrize(
+    "sid, mutation",
+    [
+        # A wildcard resource on an action that can be scoped.
+        ("ReadRefreshSecrets", lambda s: s.update(Resource="*")),
+        ("InvokeSteps", lambda s: s.update(Resource="*")),
+        # Another stack's state machine, by literal name.
+        ("ListRunningExecutions", lambda s: s["Resource"].append(
+            {"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:other-stack-data-refresh"})),
+        # Another stack's secret, by literal ARN.
+        ("ReadRefreshSecrets", lambda s: s.update(
+            Resource=["arn:aws:secretsmanager:us-east-1:123456789012:secret:other-stack/staging-AbCdEf"])),
+        # Every log group of the account.
+        ("Logs", lambda s: s.update(Resource=[
+            {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"}])),
+        # A wildcard before the stack name matches other stacks' names too.
+        ("Logs", lambda s: s.update(Resource=[
+            {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*${AWS::StackName}"}])),
+        # An allowed exception loses the condition that narrows it.
+        ("TerminateOwnWorkers", lambda s: s.pop("Condition")),
+        ("LaunchTaggedWorkers", lambda s: s["Condition"]["StringLike"].update(
+            {"aws:RequestTag/refresh:execution": {"Fn::Sub": STACK_EXECUTIONS.replace("${AWS::StackName}", "other-stack")}})),
+        # An exception's resource with an action it does not allow.
+        ("WatchWorkers", lambda s: s.update(Action=["ec2:DescribeInstances", "ec2:StopInstances"])),
+        # A Ref to something that is not one of the template's resources.
+        ("PassWorkerRole", lambda s: s.update(Resource={"Ref": "AWS::StackName"})),
+    ],
+)
+def test_the_scope_check_fails_on_an_unscoped_or_foreign_resource(sid, mutation):
+    template = copy.deepcopy(load_template())
+    mutation(_statement(template, sid))
+    found = unscoped_iam_resources(template)
+    assert found, f"mutating {sid} went unnoticed"
+    assert any(sid in line for line in found), found

@@ -614,4 +614,169 @@ mod tests {
         assert!(!token_matches(&headers(Some("s3cret")), "s3cret"));
         assert!(!token_matches(&headers(None), "s3cret"));
     }
+
+    /// The worker's router with a known token, and its state (to see the task registry).
+    async fn serve_worker_with_state(es_url: &str, token: &str) -> (String, Arc<AppState>) {
+        let state = Arc::new(AppState {
+            registry: TaskRegistry::default(),
+            services: Services {
+                db_url: "postgres://worker@127.0.0.1:1/api".into(),
+                es: refresh_core::es::SearchClient::new(es_url).unwrap(),
+            },
+            pipeline: PipelineConfig::default(),
+            token: token.into(),
+            shutdown: CancellationToken::new(),
+            running: TaskTracker::new(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = router(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, state)
+    }
+
+    /// Every request without the exact token is a 401 `{message}` with `WWW-Authenticate`, on
+    /// every protected endpoint, and none of them starts a task; the right token then does
+    /// (so the refusals were not refusals of the body).
+    #[tokio::test]
+    async fn requests_without_the_exact_token_are_refused_and_start_nothing() {
+        const TOKEN: &str = "Zq8vR2kLmN4pX7sT";
+        let (worker, state) = serve_worker_with_state(&fake_es().await, TOKEN).await;
+        let http = reqwest::Client::new();
+        let same_length_wrong = "Zq8vR2kLmN4pX7sU";
+        assert_eq!(same_length_wrong.len(), TOKEN.len());
+        let prefix = &TOKEN[..TOKEN.len() - 1];
+        let with_suffix = format!("{TOKEN}x");
+        let cases: [(&str, Option<String>); 9] = [
+            ("no header", None),
+            ("empty bearer", Some("Bearer ".into())),
+            (
+                "wrong token, same length",
+                Some(format!("Bearer {same_length_wrong}")),
+            ),
+            ("wrong token, other length", Some("Bearer short".into())),
+            ("prefix of the token", Some(format!("Bearer {prefix}"))),
+            ("token plus a suffix", Some(format!("Bearer {with_suffix}"))),
+            ("token without scheme", Some(TOKEN.into())),
+            ("token with another scheme", Some(format!("Basic {TOKEN}"))),
+            (
+                "token of another case",
+                Some(format!("Bearer {}", TOKEN.to_lowercase())),
+            ),
+        ];
+        for (what, authorization) in &cases {
+            let requests = [
+                http.post(format!("{worker}/task")).json(&task("image-new")),
+                http.get(format!("{worker}/task")),
+                http.get(format!("{worker}/task/anything")),
+            ];
+            for request in requests {
+                let request = match authorization {
+                    Some(value) => request.header(header::AUTHORIZATION, value),
+                    None => request,
+                };
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                let challenge = response
+                    .headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .map(|v| v.to_str().unwrap().to_string());
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(status, 401, "{what}: {body}");
+                assert_eq!(challenge.as_deref(), Some("Bearer"), "{what}");
+                assert_eq!(
+                    body,
+                    json!({"message": "missing or wrong bearer token"}),
+                    "{what}"
+                );
+                assert!(
+                    !body.to_string().contains(TOKEN),
+                    "{what}: echoes the token"
+                );
+            }
+            assert!(
+                state.registry.all().is_empty(),
+                "{what}: a refused request created a task"
+            );
+        }
+        let list = answer_with(http.get(format!("{worker}/task")), TOKEN).await;
+        assert_eq!(list, (200, json!([])), "nothing was started");
+        let (status, body) = answer_with(
+            http.post(format!("{worker}/task")).json(&task("image-new")),
+            TOKEN,
+        )
+        .await;
+        assert_eq!(status, 202, "the right token is accepted: {body}");
+        assert_eq!(state.registry.all().len(), 1);
+    }
+
+    async fn answer_with(
+        request: reqwest::RequestBuilder,
+        token: &str,
+    ) -> (u16, serde_json::Value) {
+        let response = request.bearer_auth(token).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// The constant-time property, checked on the code path rather than by timing (a timed
+    /// test would be flaky and prove little).
+    ///
+    /// `token_matches` compares the presented bytes with `subtle::ConstantTimeEq` and nothing
+    /// else: no `==`, `starts_with` or other short-circuiting comparison touches the token.
+    /// `subtle`'s slice `ct_eq` returns early when the *lengths* differ (documented there:
+    /// the length is not treated as secret), and otherwise folds every byte pair into the
+    /// result without branching on their values. That early return is acceptable: the token's
+    /// length is not secret (it is fixed by how tokens are generated), its content is. What
+    /// must hold — and is checked here — is that the result for equal lengths does not depend
+    /// on where the first differing byte is, and that different lengths never match.
+    #[test]
+    fn the_token_is_compared_in_constant_time() {
+        let source = include_str!("api.rs");
+        let start = source
+            .find("pub fn token_matches(")
+            .expect("token_matches is in api.rs");
+        let end = start
+            + source[start..]
+                .find("\n}\n")
+                .expect("token_matches has a body");
+        let body = &source[start..end];
+        assert!(
+            body.contains(".ct_eq(token.as_bytes())"),
+            "token_matches must compare with subtle::ConstantTimeEq:\n{body}"
+        );
+        for short_circuit in [
+            "== token",
+            "!= token",
+            "token ==",
+            "token !=",
+            ".eq(token",
+            "starts_with(token",
+            "ends_with(token",
+            "cmp(token",
+            "contains(token",
+        ] {
+            assert!(
+                !body.contains(short_circuit),
+                "token_matches compares the token with {short_circuit:?}, which stops at the \
+                 first differing byte:\n{body}"
+            );
+        }
+
+        // Equal lengths: the answer is the same wherever the first difference is.
+        let token = b"0123456789abcdef";
+        for position in 0..token.len() {
+            let mut presented = *token;
+            presented[position] ^= 0x01;
+            assert!(!bool::from(presented.as_slice().ct_eq(token.as_slice())));
+        }
+        assert!(bool::from(token.as_slice().ct_eq(token.as_slice())));
+        // Other lengths (prefix, suffix, empty) never match; subtle returns early on them,
+        // which reveals only the length.
+        assert!(!bool::from(token[..15].ct_eq(token.as_slice())));
+        assert!(!bool::from(
+            b"0123456789abcdefX".as_slice().ct_eq(token.as_slice())
+        ));
+        assert!(!bool::from(b"".as_slice().ct_eq(token.as_slice())));
+    }
 }

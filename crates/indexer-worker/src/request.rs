@@ -36,8 +36,20 @@ pub enum RequestError {
 
 /// Parses and validates a `POST /task` body.
 pub fn parse_task_request(body: &[u8]) -> Result<TaskSpec, RequestError> {
-    let request: TaskRequest =
-        serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
+    // The path names the field a wrong type or an out-of-range number was found in
+    // (serde_json's own message gives only a line and column).
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let request: TaskRequest = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let detail = e.into_inner().to_string();
+        RequestError::Malformed(if path == "." || path.is_empty() {
+            detail
+        } else {
+            format!("{path}: {detail}")
+        })
+    })?;
+    json.end()
+        .map_err(|e| RequestError::Malformed(e.to_string()))?;
     validate(request)
 }
 
@@ -127,7 +139,7 @@ mod tests {
         );
         assert!(matches!(
             parse_task_request(br#"{"model_name":"image","table_name":"temp_import_image","target_index":"image-x","start_id":"1","end_id":2}"#),
-            Err(RequestError::Malformed(_))
+            Err(RequestError::Malformed(m)) if m.contains("start_id")
         ));
         assert_eq!(
             parse_task_request(&body("video", "temp_import_image", "image-x", 1, 2)),
