@@ -178,40 +178,21 @@ pub async fn delete_indices(
     let mut existing = Vec::new();
     let mut missing = Vec::new();
     for name in &unique {
-        let response = client
-            .call(
-                "read index aliases",
-                Method::Get,
-                &format!("/{name}/_alias"),
-                &[],
-                None,
-            )
-            .await?;
-        if response.status == StatusCode::NOT_FOUND {
-            missing.push(name.to_string());
-            continue;
-        }
-        let body = response.into_success(&format!("read aliases of {name}"))?;
-        match body.get(*name) {
-            None => {
+        match resolve_name(client, name).await? {
+            NameTarget::Missing => missing.push(name.to_string()),
+            NameTarget::Alias { .. } => {
                 return Err(StepError::invalid_state(format!(
                     "{name} is an alias, not an index: refusing to delete"
                 )));
             }
-            Some(entry) => {
-                let aliases: Vec<&String> = entry["aliases"]
-                    .as_object()
-                    .map(|m| m.keys().collect())
-                    .unwrap_or_default();
-                if !aliases.is_empty() {
-                    return Err(StepError::invalid_state(format!(
-                        "index {name} is still behind alias {}: refusing to delete it (nothing was deleted)",
-                        aliases.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
-                    )));
-                }
+            NameTarget::Index { aliases } if !aliases.is_empty() => {
+                return Err(StepError::invalid_state(format!(
+                    "index {name} is still behind alias {}: refusing to delete it (nothing was deleted)",
+                    aliases.join(", ")
+                )));
             }
+            NameTarget::Index { .. } => existing.push(name.to_string()),
         }
-        existing.push(name.to_string());
     }
     let mut deleted = Vec::new();
     for name in existing {

@@ -15,7 +15,7 @@ use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use elasticsearch::http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::{client_error, status_error, SearchClient};
+use super::{client_error, SearchClient};
 use crate::error::StepResult;
 use crate::names::validate_index_name;
 
@@ -88,35 +88,11 @@ impl SearchClient {
     }
 }
 
-/// Whether `index` exists (an alias counts). A bulk request into a missing index would create
-/// it with dynamic mappings, so callers check first. 429 / 5xx and transport failures are
-/// `TransientSearch` errors; any status but 2xx and 404 is an error for the operator.
-pub async fn index_exists(client: &SearchClient, index: &str) -> StepResult<bool> {
-    validate_index_name(index)?;
-    let response = client
-        .call(
-            "index exists",
-            Method::Head,
-            &format!("/{index}"),
-            &[],
-            None,
-        )
-        .await?;
-    match response.status {
-        s if s.is_success() => Ok(true),
-        StatusCode::NOT_FOUND => Ok(false),
-        s => Err(status_error(
-            &format!("check index {index}"),
-            s,
-            &response.body,
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+    use crate::es::index::index_exists;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 

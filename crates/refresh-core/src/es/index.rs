@@ -260,16 +260,34 @@ pub async fn index_health(
 }
 
 async fn ensure_exists(client: &SearchClient, name: &str) -> StepResult<()> {
+    if index_exists(client, name).await? {
+        Ok(())
+    } else {
+        Err(StepError::invalid_state(format!(
+            "index {name} does not exist"
+        )))
+    }
+}
+
+/// Whether `index` exists (an alias counts). A bulk request into a missing index would create
+/// it with dynamic mappings, so callers check first. 429 / 5xx and transport failures are
+/// `TransientSearch` errors; any status but 2xx and 404 is an error for the operator.
+pub async fn index_exists(client: &SearchClient, index: &str) -> StepResult<bool> {
+    validate_index_name(index)?;
     let response = client
-        .call("index exists", Method::Head, &format!("/{name}"), &[], None)
+        .call(
+            "index exists",
+            Method::Head,
+            &format!("/{index}"),
+            &[],
+            None,
+        )
         .await?;
     match response.status {
-        s if s.is_success() => Ok(()),
-        StatusCode::NOT_FOUND => Err(StepError::invalid_state(format!(
-            "index {name} does not exist"
-        ))),
+        s if s.is_success() => Ok(true),
+        StatusCode::NOT_FOUND => Ok(false),
         s => Err(super::status_error(
-            &format!("check index {name}"),
+            &format!("check index {index}"),
             s,
             &response.body,
         )),
