@@ -146,14 +146,7 @@ async fn malformed_task_bodies_are_refused_by_name_and_start_nothing() {
         failures.join("\n")
     );
 
-    let list: Value = worker
-        .authed(http.get(format!("{}/task", worker.base)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = worker.tasks().await;
     assert_eq!(list, json!([]), "a task was created");
     assert_eq!(fixture.doc_count().await, 0, "a document was written");
     assert_eq!(

@@ -488,14 +488,7 @@ async fn elasticsearch_lost_mid_task_fails_with_counts_and_a_rerun_completes() {
     assert_eq!(fixture.doc_count().await, eligible.len() as u64);
     assert_eq!(fixture.all_ids().await, eligible);
     // Both tasks are listed.
-    let list: Value = worker
-        .authed(worker.http.get(format!("{}/task", worker.base)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = worker.tasks().await;
     assert_eq!(list.as_array().unwrap().len(), 2);
     worker.stop().await;
     fixture.cleanup().await;
@@ -637,14 +630,7 @@ async fn aliases_and_aliased_indices_are_never_targets() {
         message.contains("target_index") && message.contains(&format!("behind alias {alias}")),
         "{message}"
     );
-    let list: Value = worker
-        .authed(worker.http.get(format!("{}/task", worker.base)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = worker.tasks().await;
     assert_eq!(list, json!([]), "nothing was started");
     assert_eq!(fixture.doc_count().await, 0);
 

@@ -294,6 +294,17 @@ impl Worker {
         body["task_id"].as_str().unwrap().to_string()
     }
 
+    /// `GET /task`: every task the worker knows.
+    pub async fn tasks(&self) -> Value {
+        let r = self
+            .authed(self.http.get(format!("{}/task", self.base)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
     pub async fn status(&self, task_id: &str) -> Value {
         let r = self
             .authed(self.http.get(format!("{}/task/{task_id}", self.base)))
