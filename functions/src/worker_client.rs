@@ -1,5 +1,6 @@
 //! HTTP client for the indexer worker (docs/ARCHITECTURE.md "Indexer worker HTTP API"), used by
-//! check_worker, start_reindex_task and get_reindex_task.
+//! check_worker, start_reindex_task and get_reindex_task (which start and poll both kinds of
+//! worker task: a reindex range and a SQL job).
 //!
 //! The bearer token is sent on every call but `/healthcheck` and never appears in an error or
 //! a log line: messages name the worker by `ip:port` and quote only the worker's own answer.
@@ -22,7 +23,10 @@ const STATUS_RETRY_DELAY: Duration = Duration::from_secs(2);
 /// Longest piece of a worker answer quoted in an error.
 const MAX_QUOTED_CHARS: usize = 500;
 
-pub use refresh_core::worker_api::{TaskRequest, TaskStatus as WorkerTaskStatus};
+pub use refresh_core::worker_api::{
+    AnyTaskStatus, SqlJob, SqlTaskRequest, SqlTaskStatus, TaskRequest,
+    TaskStatus as WorkerTaskStatus,
+};
 
 /// Index rows `start_id..=end_id` of the temp table into the new index.
 pub fn task_for_range(params: &RefreshParams, start_id: i64, end_id: i64) -> TaskRequest {
@@ -43,12 +47,65 @@ pub struct TaskStarted {
     pub status_check: String,
 }
 
-/// get_reindex_task's output: the worker's status plus `done`.
+/// Run `job` on the temp (or live) table of this run's media type; `parallelism` index builds
+/// at once (`reapply` only; the worker's default when `None`).
+pub fn sql_task(params: &RefreshParams, job: SqlJob, parallelism: Option<u32>) -> SqlTaskRequest {
+    SqlTaskRequest::new(job, params.media_type.as_str(), parallelism)
+}
+
+/// get_reindex_task's output for a reindex: the worker's status plus `done`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskProgress {
     #[serde(flatten)]
     pub status: WorkerTaskStatus,
     pub done: bool,
+}
+
+/// get_reindex_task's output for a SQL task: the worker's status plus `done`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SqlTaskProgress {
+    #[serde(flatten)]
+    pub status: SqlTaskStatus,
+    pub done: bool,
+}
+
+/// Whether the SQL task is done. A task of another media type or job is refused; one that
+/// ended with an error (a failed statement, a cancellation, a foreign key that failed
+/// validation) is `WorkerTaskFailed` quoting the worker's error.
+pub fn evaluate_sql(
+    status: SqlTaskStatus,
+    media_type: &str,
+    job: Option<SqlJob>,
+) -> Result<SqlTaskProgress, StepFailure> {
+    if status.media_type != media_type || job.is_some_and(|j| j != status.job) {
+        return Err(StepError::invalid_state(format!(
+            "worker task {} runs {} of {}, not {} of {media_type}",
+            status.task_id,
+            status.job,
+            status.media_type,
+            job.map_or_else(|| "a SQL job".to_string(), |j| j.to_string()),
+        ))
+        .into());
+    }
+    if status.active {
+        return Ok(SqlTaskProgress {
+            status,
+            done: false,
+        });
+    }
+    if let Some(error) = &status.error {
+        return Err(StepFailure::worker_task_failed(format!(
+            "worker SQL task {} ({} of {}) ended with error: {}; {} of {} statement(s) done, {} failed",
+            status.task_id,
+            status.job,
+            status.media_type,
+            quote(error),
+            status.statements_done,
+            status.statements_total,
+            status.statements_failed
+        )));
+    }
+    Ok(SqlTaskProgress { status, done: true })
 }
 
 /// Whether the task is done. A task of another range, one that ended with an error, or one
@@ -190,9 +247,12 @@ impl WorkerClient {
         }
     }
 
-    /// `POST /task`. A worker that does not answer, is shutting down or busy with another
-    /// range is `WorkerNotReady`.
-    pub async fn start_task(&self, request: &TaskRequest) -> Result<TaskStarted, StepFailure> {
+    /// `POST /task` of either kind ([`TaskRequest`], [`SqlTaskRequest`]). A worker that does
+    /// not answer, is shutting down or busy with another task is `WorkerNotReady`.
+    pub async fn start_task(
+        &self,
+        request: &(impl Serialize + Sync),
+    ) -> Result<TaskStarted, StepFailure> {
         let response = self
             .http
             .post(self.url("/task"))
@@ -224,8 +284,8 @@ impl WorkerClient {
         Err(self.http_failure("POST /task", status, &body))
     }
 
-    /// `GET /task/{id}`, retried a few times over network blips.
-    pub async fn task_status(&self, task_id: &str) -> Result<WorkerTaskStatus, StepFailure> {
+    /// `GET /task/{id}` of either kind, retried a few times over network blips.
+    pub async fn task_status(&self, task_id: &str) -> Result<AnyTaskStatus, StepFailure> {
         check_task_id(task_id)?;
         let url = self.url(&format!("/task/{task_id}"));
         let mut attempt = 1;
@@ -236,7 +296,9 @@ impl WorkerClient {
                     let status = response.status();
                     let body = response.text().await.unwrap_or_default();
                     if status.is_success() {
-                        return serde_json::from_str(&body).map_err(|e| {
+                        return serde_json::from_str(&body)
+                            .and_then(AnyTaskStatus::from_value)
+                            .map_err(|e| {
                             StepError::new(
                                 ErrorKind::Internal,
                                 format!(
@@ -389,6 +451,70 @@ mod tests {
         other.end_id = 499;
         let err = evaluate(other, &expected()).unwrap_err();
         assert_eq!(err.name, "InvalidState");
+    }
+
+    fn sql_status(active: bool, error: Option<&str>) -> SqlTaskStatus {
+        serde_json::from_value(json!({
+            "task_id": "s1", "kind": "sql", "active": active, "job": "reapply",
+            "media_type": "image", "table_name": "temp_import_image", "parallelism": 4,
+            "statements_total": 20, "statements_done": 7, "statements_failed": 1,
+            "running": [{"what": "building x", "statement": "CREATE INDEX x", "seconds": 3.5}],
+            "waiting": null, "elapsed_seconds": 12.0, "start_time": "2026-03-02T00:00:00Z",
+            "finish_time": null, "error": error, "result": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn sql_tasks_are_polled_until_done_and_their_errors_fail_the_step() {
+        let running = evaluate_sql(sql_status(true, None), "image", Some(SqlJob::Reapply)).unwrap();
+        assert!(!running.done);
+        let out = serde_json::to_value(&running).unwrap();
+        assert_eq!(out["statements_done"], json!(7));
+        assert_eq!(out["running"][0]["what"], json!("building x"));
+        assert!(
+            evaluate_sql(sql_status(false, None), "image", None)
+                .unwrap()
+                .done
+        );
+        let err = evaluate_sql(
+            sql_status(
+                false,
+                Some("PostgreSQL error 23505: could not create unique index"),
+            ),
+            "image",
+            Some(SqlJob::Reapply),
+        )
+        .unwrap_err();
+        assert_eq!(err.name, "WorkerTaskFailed");
+        assert!(
+            err.message.contains("23505") && err.message.contains("7 of 20"),
+            "{}",
+            err.message
+        );
+        for (media, job) in [
+            ("audio", None),
+            ("image", Some(SqlJob::ValidateForeignKeys)),
+        ] {
+            let err = evaluate_sql(sql_status(false, None), media, job).unwrap_err();
+            assert_eq!(err.name, "InvalidState", "{media} {job:?}");
+        }
+        let request = sql_task(
+            &serde_json::from_value(json!({
+                "media_type": "audio", "environment": "staging", "index_suffix": "x",
+                "new_index": "audio-x", "new_filtered_index": "audio-x-filtered",
+                "temp_table": "temp_import_audio", "skip_copy": false, "allow_concurrent": false,
+                "wait_if_busy": false, "max_record_drop_pct": 10.0, "override_record_drop": false,
+                "row_limit": null, "worker_count": 1, "launch_template": "lt"
+            }))
+            .unwrap(),
+            SqlJob::Reapply,
+            Some(2),
+        );
+        assert_eq!(
+            serde_json::to_value(request).unwrap(),
+            json!({"kind": "sql", "job": "reapply", "media_type": "audio", "parallelism": 2})
+        );
     }
 
     #[test]

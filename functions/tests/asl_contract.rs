@@ -22,7 +22,9 @@ use refresh_functions::steps::cleanup::CleanupOutput;
 use refresh_functions::steps::filter_tags::TagsFiltered;
 use refresh_functions::steps::start_reindex_task::StartedTask;
 use refresh_functions::steps::Step;
-use refresh_functions::worker_client::{TaskProgress, WorkerTaskStatus};
+use refresh_functions::worker_client::{
+    SqlTaskProgress, SqlTaskStatus, TaskProgress, WorkerTaskStatus,
+};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -189,6 +191,7 @@ fn output_keys(step: &str) -> BTreeSet<String> {
             rows_copied: 0,
             rows_scanned: 0,
             done: true,
+            finish_deferred: false,
         }),
         "filter_tags" => keys(TagsFiltered { rows_changed: 0 }),
         "create_index" => keys(CreatedIndex {
@@ -200,10 +203,27 @@ fn output_keys(step: &str) -> BTreeSet<String> {
         "start_reindex_task" => keys(StartedTask {
             task_id: "t".into(),
         }),
-        "get_reindex_task" => keys(TaskProgress {
-            status: worker_status,
-            done: true,
-        }),
+        // Polls either kind of worker task: a reindex range or a SQL job.
+        "get_reindex_task" => {
+            let sql_status: SqlTaskStatus = serde_json::from_value(json!({
+                "task_id": "t", "kind": "sql", "active": false, "job": "reapply",
+                "media_type": "image", "table_name": "temp_import_image", "parallelism": 4,
+                "statements_total": 1, "statements_done": 1, "statements_failed": 0,
+                "running": [], "waiting": null, "elapsed_seconds": 1.0,
+                "start_time": "2026-03-02T00:00:00Z", "finish_time": null, "error": null,
+                "result": null
+            }))
+            .expect("SQL task status sample");
+            let mut both = keys(TaskProgress {
+                status: worker_status,
+                done: true,
+            });
+            both.extend(keys(SqlTaskProgress {
+                status: sql_status,
+                done: true,
+            }));
+            both
+        }
         "finish_index" | "check_index_health" => keys(health),
         "start_filtered_reindex" => keys(FilteredReindexStarted {
             task_id: "n:1".into(),
@@ -232,6 +252,7 @@ fn output_keys(step: &str) -> BTreeSet<String> {
         "promote_table" => keys(PromotionReport {
             promoted: true,
             foreign_keys_repointed: 0,
+            foreign_keys_not_valid: 0,
             orphans_deleted: 0,
             foreign_keys: vec![],
             rows: 0,

@@ -27,8 +27,61 @@ fn start_reindex_task_takes_the_map_item() {
         "range": {"start_id": 1, "end_id": 1000, "range_index": 0}
     }))
     .unwrap();
-    assert_eq!(input.range.end_id, 1000);
+    assert_eq!(input.range.map(|r| r.end_id), Some(1000));
+    assert!(input.sql.is_none());
     assert_eq!(input.params.new_index, "audio-20260302000405");
+}
+
+#[test]
+fn start_reindex_task_takes_a_sql_job_instead_of_a_range() {
+    use refresh_functions::steps::start_reindex_task::{parse, SqlTaskInput};
+    use refresh_functions::worker_client::SqlJob;
+    let input = parse(json!({
+        "ip": "127.0.0.2", "params": params(), "sql": {"job": "reapply", "parallelism": 8}
+    }))
+    .unwrap();
+    assert_eq!(
+        input.sql,
+        Some(SqlTaskInput {
+            job: SqlJob::Reapply,
+            parallelism: Some(8)
+        })
+    );
+    assert!(input.range.is_none());
+    let range = json!({"start_id": 1, "end_id": 2, "range_index": 0});
+    // (payload, what the refusal must name)
+    let cases = [
+        (json!({"ip": "127.0.0.2", "params": params()}), "range"),
+        (
+            json!({"ip": "127.0.0.2", "params": params(), "range": range, "sql": {"job": "reapply"}}),
+            "not both",
+        ),
+        (
+            json!({"ip": "127.0.0.2", "params": params(), "sql": {"job": "vacuum"}}),
+            "sql.job",
+        ),
+        (
+            json!({"ip": "127.0.0.2", "params": params(), "sql": {"job": "reapply", "x": 1}}),
+            "x",
+        ),
+        (
+            json!({"ip": "127.0.0.2", "params": params(), "sql": {"job": "reapply", "parallelism": 0}}),
+            "sql.parallelism",
+        ),
+        (
+            json!({"ip": "127.0.0.2", "params": params(), "sql": {"job": "reapply", "parallelism": 17}}),
+            "sql.parallelism",
+        ),
+        (
+            json!({"ip": "127.0.0.2", "params": params(), "sql": {"job": "validate_foreign_keys", "parallelism": 2}}),
+            "sql.parallelism",
+        ),
+    ];
+    for (payload, names) in cases {
+        let err = parse(payload.clone()).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidInput, "{payload}");
+        assert!(err.message.contains(names), "{payload}: {}", err.message);
+    }
 }
 
 #[test]

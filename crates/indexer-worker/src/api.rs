@@ -17,14 +17,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::pipeline::{run_task, PipelineConfig, Services};
-use crate::request::{parse_task_request, RequestError};
-use crate::tasks::{Started, TaskRegistry};
+use crate::request::{parse_request, RequestError, Spec};
+use crate::sql_task::{run_sql_task, SqlConfig, SqlSpec};
+use crate::tasks::{Entry, Started, TaskRegistry, TaskSpec};
 
 /// Everything the handlers share.
 pub struct AppState {
     pub registry: TaskRegistry,
     pub services: Services,
     pub pipeline: PipelineConfig,
+    pub sql: SqlConfig,
     /// Bearer token every endpoint but `/healthcheck` requires. Secret.
     pub token: String,
     /// Cancelled on SIGTERM or idle shutdown; running tasks stop on it.
@@ -36,7 +38,7 @@ pub struct AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let protected = Router::new()
         .route("/task", get(list_tasks).post(start_task))
-        .route("/task/{id}", get(task_status))
+        .route("/task/{id}", get(task_status).delete(cancel_task))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthcheck", get(healthcheck))
@@ -81,13 +83,9 @@ pub enum ApiError {
     /// 404: an unknown path.
     #[error("no such endpoint")]
     NoSuchEndpoint,
-    /// 409: one range at a time.
-    #[error("task {id} ({start_id}..={end_id}) is still running; one range at a time")]
-    Busy {
-        id: String,
-        start_id: i64,
-        end_id: i64,
-    },
+    /// 409: one task at a time.
+    #[error("task {id} ({what}) is still running; one task at a time")]
+    Busy { id: String, what: String },
     /// 503: SIGTERM or idle shutdown has begun.
     #[error("worker is shutting down")]
     ShuttingDown,
@@ -208,7 +206,7 @@ async fn require_token(
 }
 
 async fn list_tasks(State(state): State<Arc<AppState>>) -> Response {
-    let statuses: Vec<_> = state.registry.all().iter().map(|t| t.status()).collect();
+    let statuses: Vec<_> = state.registry.all().iter().map(Entry::status).collect();
     Json(statuses).into_response()
 }
 
@@ -223,6 +221,28 @@ async fn task_status(
     }
 }
 
+/// `DELETE /task/{id}`: stops a running task (a SQL job cancels its statements on the
+/// server); 202 with the message, the status then says how it ended. A finished task is left
+/// as it is (200).
+async fn cancel_task(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let task = state
+        .registry
+        .get(&id)
+        .ok_or_else(|| ApiError::TaskNotFound(id.clone()))?;
+    let (status, message) = if task.is_active() {
+        task.cancel();
+        tracing::warn!(task_id = %id, "task cancellation requested");
+        (StatusCode::ACCEPTED, "Cancellation requested.")
+    } else {
+        (StatusCode::OK, "Task already finished.")
+    };
+    Ok((status, Json(json!({"message": message, "task_id": id}))).into_response())
+}
+
 async fn start_task(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -231,45 +251,77 @@ async fn start_task(
     // The body is parsed by hand so every malformed request is a 400 with a message
     // (axum's `Json` would answer 415/422 for some of them); a body over the limit is a 413
     // with a message.
-    let spec = parse_task_request(&body?)?;
+    let spec = parse_request(&body?, state.sql.default_parallelism)?;
     if state.shutdown.is_cancelled() {
         return Err(ApiError::ShuttingDown);
     }
-    check_target(&state.services.es, &spec.target_index).await?;
-    let (task, created) = match state.registry.start(spec) {
-        Started::New(task) => (task, true),
-        Started::Existing(task) => (task, false),
-        Started::Busy(other) => {
-            return Err(ApiError::Busy {
-                id: other.id.clone(),
-                start_id: other.spec.start_id,
-                end_id: other.spec.end_id,
-            })
+    let (task_id, created, already) = match spec {
+        Spec::Reindex(spec) => {
+            let (id, created) = start_reindex(&state, spec).await?;
+            (id, created, "Task for this range is already running.")
+        }
+        Spec::Sql(spec) => {
+            let (id, created) = start_sql(&state, spec)?;
+            (id, created, "This SQL task is already running.")
         }
     };
-    if created {
-        let (services, pipeline, shutdown) = (
-            state.services.clone(),
-            state.pipeline.clone(),
-            state.shutdown.clone(),
-        );
-        let registry_state = state.clone();
-        let task_for_run = task.clone();
-        state.running.spawn(async move {
-            run_task(services, pipeline, task_for_run, shutdown).await;
-            registry_state.registry.touch();
-        });
-    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
     let body = json!({
-        "message": if created { "Successfully scheduled task." } else { "Task for this range is already running." },
-        "task_id": task.id,
-        "status_check": format!("http://{host}/task/{}", task.id),
+        "message": if created { "Successfully scheduled task." } else { already },
+        "task_id": task_id,
+        "status_check": format!("http://{host}/task/{task_id}"),
     });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+fn busy(other: &Entry) -> ApiError {
+    ApiError::Busy {
+        id: other.id().to_string(),
+        what: other.describe(),
+    }
+}
+
+/// Starts (or finds running) a reindex; returns its id and whether it is new.
+async fn start_reindex(state: &Arc<AppState>, spec: TaskSpec) -> Result<(String, bool), ApiError> {
+    check_target(&state.services.es, &spec.target_index).await?;
+    let (task, created) = match state.registry.start(spec) {
+        Started::New(task) => (task, true),
+        Started::Existing(task) => (task, false),
+        Started::Busy(other) => return Err(busy(&other)),
+    };
+    if created {
+        let (services, pipeline) = (state.services.clone(), state.pipeline.clone());
+        let registry_state = state.clone();
+        let task_for_run = task.clone();
+        state.running.spawn(async move {
+            let cancel = task_for_run.cancel.clone();
+            run_task(services, pipeline, task_for_run, cancel).await;
+            registry_state.registry.touch();
+        });
+    }
+    Ok((task.id.clone(), created))
+}
+
+/// Starts (or finds running) a SQL task; returns its id and whether it is new.
+fn start_sql(state: &Arc<AppState>, spec: SqlSpec) -> Result<(String, bool), ApiError> {
+    let (task, created) = match state.registry.start_sql(spec) {
+        Started::New(task) => (task, true),
+        Started::Existing(task) => (task, false),
+        Started::Busy(other) => return Err(busy(&other)),
+    };
+    if created {
+        let (services, sql) = (state.services.clone(), state.sql.clone());
+        let registry_state = state.clone();
+        let task_for_run = task.clone();
+        state.running.spawn(async move {
+            run_sql_task(services, sql, task_for_run).await;
+            registry_state.registry.touch();
+        });
+    }
+    Ok((task.id.clone(), created))
 }
 
 /// The target must be an existing index no alias points at, and not an alias itself (its
@@ -331,11 +383,10 @@ mod tests {
             (
                 ApiError::Busy {
                     id: "t1".into(),
-                    start_id: 1,
-                    end_id: 9,
+                    what: "1..=9".into(),
                 },
                 409,
-                "task t1 (1..=9) is still running; one range at a time",
+                "task t1 (1..=9) is still running; one task at a time",
             ),
             (
                 ApiError::AliasTarget {
@@ -427,8 +478,10 @@ mod tests {
             services: Services {
                 db_url: "postgres://worker@127.0.0.1:1/api".into(),
                 es: refresh_core::es::SearchClient::new(es_url).unwrap(),
+                catalog_fdw: None,
             },
             pipeline: PipelineConfig::default(),
+            sql: SqlConfig::default(),
             token: "t0ken".into(),
             shutdown: CancellationToken::new(),
             running: TaskTracker::new(),
@@ -622,8 +675,10 @@ mod tests {
             services: Services {
                 db_url: "postgres://worker@127.0.0.1:1/api".into(),
                 es: refresh_core::es::SearchClient::new(es_url).unwrap(),
+                catalog_fdw: None,
             },
             pipeline: PipelineConfig::default(),
+            sql: SqlConfig::default(),
             token: token.into(),
             shutdown: CancellationToken::new(),
             running: TaskTracker::new(),

@@ -6,10 +6,14 @@ use std::time::Duration;
 use clap::Parser;
 use refresh_core::config::vars::REFRESH_SECRET_ID;
 use refresh_core::error::StepError;
+use refresh_core::pg::job::SessionSafeguards;
+use refresh_core::settings::CatalogFdw;
+use refresh_core::worker_api::MAX_SQL_PARALLELISM;
 use secrecy::ExposeSecret;
 
 use crate::bulk::BulkConfig;
 use crate::pipeline::PipelineConfig;
+use crate::sql_task::SqlConfig;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -61,6 +65,25 @@ pub struct Cli {
     /// Timeout of one bulk request, in seconds.
     #[arg(long, env = "BULK_TIMEOUT_SECS", default_value_t = 120)]
     pub bulk_timeout_secs: u64,
+
+    /// SQL tasks: index builds a `reapply` job runs at once when its request does not say
+    /// (each on its own database session; at most 16).
+    #[arg(long, env = "SQL_PARALLELISM", default_value_t = 4)]
+    pub sql_parallelism: u32,
+
+    /// SQL tasks: `client_connection_check_interval` of the job sessions, in seconds: how
+    /// soon a backend notices a killed worker and aborts its statement.
+    #[arg(long, env = "SQL_CLIENT_CHECK_SECS", default_value_t = 5)]
+    pub sql_client_check_secs: u64,
+
+    /// SQL tasks: TCP keepalive idle time of the job sessions (server and client side), in
+    /// seconds: how soon a vanished instance's sessions start being probed.
+    #[arg(long, env = "SQL_KEEPALIVE_IDLE_SECS", default_value_t = 30)]
+    pub sql_keepalive_idle_secs: u64,
+
+    /// SQL tasks: seconds between keepalive probes; the peer is dead after 3 unanswered.
+    #[arg(long, env = "SQL_KEEPALIVE_INTERVAL_SECS", default_value_t = 10)]
+    pub sql_keepalive_interval_secs: u64,
 }
 
 impl Cli {
@@ -83,6 +106,18 @@ impl Cli {
         }
     }
 
+    pub fn sql_config(&self) -> SqlConfig {
+        SqlConfig {
+            default_parallelism: self.sql_parallelism.clamp(1, MAX_SQL_PARALLELISM),
+            safeguards: SessionSafeguards {
+                client_check_interval: Duration::from_secs(self.sql_client_check_secs.max(1)),
+                keepalive_idle: Duration::from_secs(self.sql_keepalive_idle_secs.max(1)),
+                keepalive_interval: Duration::from_secs(self.sql_keepalive_interval_secs.max(1)),
+                keepalive_count: 3,
+            },
+        }
+    }
+
     pub fn idle_shutdown(&self) -> Option<Duration> {
         (self.idle_shutdown_secs > 0).then(|| Duration::from_secs(self.idle_shutdown_secs))
     }
@@ -94,6 +129,9 @@ pub struct Secrets {
     pub api_db_url: String,
     pub es_url: String,
     pub worker_token: String,
+    /// For the audio `finish_copy` job's audioset copy only: from the secret's `catalog_fdw`,
+    /// or `CATALOG_FDW` (the same JSON object) for a worker started without a secret.
+    pub catalog_fdw: Option<CatalogFdw>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -113,6 +151,27 @@ pub enum ConfigError {
     Secret(#[from] StepError),
     #[error("WORKER_TOKEN must not be empty")]
     EmptyToken,
+    /// The message names the field, never a value.
+    #[error("CATALOG_FDW is not a valid catalog_fdw object: {0}")]
+    BadCatalogFdw(String),
+}
+
+/// `CATALOG_FDW`: `{host, port, dbname, user, password}`. A parse error names what is wrong
+/// but never echoes the value (it holds a password).
+pub fn parse_catalog_fdw(json: &str) -> Result<CatalogFdw, ConfigError> {
+    serde_json::from_str(json).map_err(|e| {
+        let detail = e.to_string();
+        let reason = if detail.starts_with("missing field") || detail.starts_with("unknown field") {
+            detail
+                .split(" at line")
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            "not JSON of that shape".to_string()
+        };
+        ConfigError::BadCatalogFdw(reason)
+    })
 }
 
 impl Secrets {
@@ -123,23 +182,72 @@ impl Secrets {
         let mut api_db_url = env("API_DB_URL");
         let mut es_url = env("ES_URL");
         let mut worker_token = env("WORKER_TOKEN");
-        if api_db_url.is_none() || es_url.is_none() || worker_token.is_none() {
+        let mut catalog_fdw = env("CATALOG_FDW")
+            .map(|json| parse_catalog_fdw(&json))
+            .transpose()?;
+        if api_db_url.is_none()
+            || es_url.is_none()
+            || worker_token.is_none()
+            || catalog_fdw.is_none()
+        {
             if let Some(secret_id) = env(REFRESH_SECRET_ID) {
                 let aws = aws_config::load_from_env().await;
                 let shared = refresh_core::secrets::load_secret(&aws, &secret_id).await?;
                 api_db_url = api_db_url.or(Some(shared.api_db_url.expose_secret().to_string()));
                 es_url = es_url.or(Some(shared.es_url.expose_secret().to_string()));
                 worker_token = worker_token.or(Some(shared.worker_token().to_string()));
+                catalog_fdw = catalog_fdw.or(Some(shared.catalog_fdw.clone()));
             }
         }
         let secrets = Secrets {
             api_db_url: api_db_url.ok_or(ConfigError::Missing("API_DB_URL"))?,
             es_url: es_url.ok_or(ConfigError::Missing("ES_URL"))?,
             worker_token: worker_token.ok_or(ConfigError::Missing("WORKER_TOKEN"))?,
+            catalog_fdw,
         };
         if secrets.worker_token.trim().is_empty() {
             return Err(ConfigError::EmptyToken);
         }
         Ok(secrets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_settings_have_their_documented_defaults_and_bounds() {
+        let cli = Cli::parse_from(["indexer-worker"]);
+        let sql = cli.sql_config();
+        assert_eq!(sql.default_parallelism, 4);
+        assert_eq!(sql.safeguards, SessionSafeguards::default());
+        let cli = Cli::parse_from([
+            "indexer-worker",
+            "--sql-parallelism",
+            "64",
+            "--sql-client-check-secs",
+            "0",
+        ]);
+        let sql = cli.sql_config();
+        assert_eq!(sql.default_parallelism, MAX_SQL_PARALLELISM);
+        assert_eq!(sql.safeguards.client_check_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn catalog_fdw_errors_never_echo_the_password() {
+        let good =
+            r#"{"host": "h", "port": 5432, "dbname": "d", "user": "u", "password": "hunter2"}"#;
+        assert_eq!(parse_catalog_fdw(good).unwrap().port, 5432);
+        for bad in [
+            r#"{"host": "h", "port": "hunter2", "dbname": "d", "user": "u", "password": "hunter2"}"#,
+            r#"{"host": "h", "dbname": "d", "user": "u", "password": "hunter2"}"#,
+            r#"{"host": "h", "port": 1, "dbname": "d", "user": "u", "password": "hunter2", "x": 1}"#,
+            "hunter2",
+        ] {
+            let message = parse_catalog_fdw(bad).unwrap_err().to_string();
+            assert!(message.starts_with("CATALOG_FDW"), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod bulk;
 pub mod config;
 pub mod pipeline;
 pub mod request;
+pub mod sql_task;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -43,12 +44,16 @@ pub async fn run(cli: Cli, secrets: Secrets) -> anyhow::Result<ExitReason> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.bind))?;
     let shutdown = CancellationToken::new();
     let state = Arc::new(AppState {
-        registry: TaskRegistry::default(),
+        // Every task's token is a child of the shutdown token: SIGTERM stops reindexes and
+        // cancels running SQL statements on the server.
+        registry: TaskRegistry::new(shutdown.clone()),
         services: Services {
             db_url: secrets.api_db_url,
             es: es.clone(),
+            catalog_fdw: secrets.catalog_fdw,
         },
         pipeline,
+        sql: cli.sql_config(),
         token: secrets.worker_token,
         shutdown: shutdown.clone(),
         running: TaskTracker::new(),
@@ -78,12 +83,19 @@ pub async fn run(cli: Cli, secrets: Secrets) -> anyhow::Result<ExitReason> {
     {
         for task in state.registry.all().iter().filter(|t| t.is_active()) {
             task.finish(Some(format!(
-                "worker shut down; bulk requests still running after {}s were abandoned",
+                "worker shut down; work still running after {}s was abandoned (SQL statements end with their sessions)",
                 grace.as_secs()
             )));
-            let status = task.status();
-            tracing::error!(task_id = %task.id, indexed = status.indexed, failed = status.failed,
-                "task abandoned at shutdown");
+            match task.status() {
+                refresh_core::worker_api::AnyTaskStatus::Reindex(status) => {
+                    tracing::error!(task_id = %status.task_id, indexed = status.indexed, failed = status.failed,
+                        "task abandoned at shutdown")
+                }
+                refresh_core::worker_api::AnyTaskStatus::Sql(status) => {
+                    tracing::error!(task_id = %status.task_id, job = %status.job, statements_done = status.statements_done,
+                        "SQL task abandoned at shutdown")
+                }
+            }
         }
     }
     let reason = *reason.lock().unwrap_or_else(|p| p.into_inner());

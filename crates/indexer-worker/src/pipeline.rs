@@ -18,6 +18,7 @@ use refresh_core::es::SearchClient;
 use refresh_core::media::MediaType;
 use refresh_core::pg::connect::{connect, describe, parse_url};
 use refresh_core::pg::error::pg_error;
+use refresh_core::settings::CatalogFdw;
 use tokio::sync::mpsc;
 use tokio_postgres::Row;
 use tokio_util::sync::CancellationToken;
@@ -45,11 +46,18 @@ impl Default for PipelineConfig {
 pub struct Services {
     pub db_url: String,
     pub es: SearchClient,
+    /// How the API database reaches the catalog over `postgres_fdw`: only the `finish_copy`
+    /// job of audio needs it (the audioset copy). Its `Debug` hides user and password.
+    pub catalog_fdw: Option<CatalogFdw>,
 }
 
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Services {{ db: <redacted>, es: {:?} }}", self.es)
+        write!(
+            f,
+            "Services {{ db: <redacted>, es: {:?}, catalog_fdw: {:?} }}",
+            self.es, self.catalog_fdw
+        )
     }
 }
 
@@ -77,6 +85,10 @@ pub async fn run_task(
         )
     };
     let error = match outcome {
+        Err(Stop::Shutdown) if task.cancel_requested() => Some(format!(
+            "task cancelled before the range was finished: {}",
+            status_counts(&task)
+        )),
         Err(Stop::Shutdown) => Some(format!(
             "worker shut down before the range was finished: {}",
             status_counts(&task)
@@ -418,6 +430,7 @@ mod tests {
         let services = Services {
             db_url,
             es: SearchClient::new("http://127.0.0.1:1").unwrap(),
+            catalog_fdw: None,
         };
         let registry = TaskRegistry::default();
         let Started::New(task) = registry.start(TaskSpec {

@@ -1,12 +1,24 @@
 //! Validation of `POST /task` bodies: pure, so every refusal is unit-tested. (That no alias
 //! points at `target_index` needs the cluster: `api.rs` checks it.)
+//!
+//! A body with `"kind": "sql"` is a SQL task, parsed strictly (unknown keys refused by name);
+//! any other body is a reindex, parsed exactly as before the SQL tasks existed.
 
 use refresh_core::media::MediaType;
 use refresh_core::names::{check_new_index, media_of_index};
+use refresh_core::worker_api::{SqlJob, SqlTaskRequest, TaskKind, MAX_SQL_PARALLELISM};
 
+use crate::sql_task::SqlSpec;
 use crate::tasks::TaskSpec;
 
 pub use refresh_core::worker_api::TaskRequest;
+
+/// A validated `POST /task` body of either kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spec {
+    Reindex(TaskSpec),
+    Sql(SqlSpec),
+}
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RequestError {
@@ -32,6 +44,86 @@ pub enum RequestError {
     /// `<media>-<suffix>-filtered` or an alias name (`refresh_core::names::check_new_index`).
     #[error("{0}")]
     NotANewIndex(String),
+    #[error("kind {0} is not a task kind: expected \"reindex\" (the default) or \"sql\"")]
+    UnknownKind(String),
+    /// A SQL task body of the wrong shape: the message names the field.
+    #[error("request body is not a valid SQL task: {0}")]
+    MalformedSql(String),
+    #[error("media_type {0:?} is not a media type: expected \"image\" or \"audio\"")]
+    UnknownMediaType(String),
+    #[error("parallelism {0} is out of range: 1..={MAX_SQL_PARALLELISM} index builds at once")]
+    ParallelismOutOfRange(u32),
+    #[error("parallelism applies to the reapply job only, not to {0}")]
+    ParallelismNotApplicable(SqlJob),
+}
+
+/// Parses and validates a `POST /task` body of either kind; `default_parallelism` is the
+/// worker's when a `reapply` job does not say.
+pub fn parse_request(body: &[u8], default_parallelism: u32) -> Result<Spec, RequestError> {
+    // The first JSON value decides, even with trailing garbage: that refusal then comes from
+    // the parser of the kind the body meant.
+    let kind = serde_json::Deserializer::from_slice(body)
+        .into_iter::<serde_json::Value>()
+        .next()
+        .and_then(Result::ok)
+        .and_then(|v| v.get("kind").cloned());
+    let kind = match kind {
+        None => TaskKind::Reindex,
+        Some(value) => serde_json::from_value::<TaskKind>(value.clone())
+            .map_err(|_| RequestError::UnknownKind(shorten(&value.to_string())))?,
+    };
+    match kind {
+        TaskKind::Reindex => parse_task_request(body).map(Spec::Reindex),
+        TaskKind::Sql => parse_sql_request(body, default_parallelism).map(Spec::Sql),
+    }
+}
+
+/// A SQL task body: `{"kind": "sql", "job", "media_type", "parallelism"?}`, nothing else.
+pub fn parse_sql_request(body: &[u8], default_parallelism: u32) -> Result<SqlSpec, RequestError> {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let request: SqlTaskRequest = serde_path_to_error::deserialize(&mut json)
+        .map_err(|e| RequestError::MalformedSql(with_path(e)))?;
+    json.end()
+        .map_err(|e| RequestError::MalformedSql(e.to_string()))?;
+    let media: MediaType = request
+        .media_type
+        .parse()
+        .map_err(|_| RequestError::UnknownMediaType(shorten(&request.media_type)))?;
+    let parallelism = match (request.job, request.parallelism) {
+        (SqlJob::Reapply, None) => default_parallelism.clamp(1, MAX_SQL_PARALLELISM),
+        (SqlJob::Reapply, Some(n)) if (1..=MAX_SQL_PARALLELISM).contains(&n) => n,
+        (SqlJob::Reapply, Some(n)) => return Err(RequestError::ParallelismOutOfRange(n)),
+        (_, None) => 1,
+        (job, Some(_)) => return Err(RequestError::ParallelismNotApplicable(job)),
+    };
+    Ok(SqlSpec {
+        job: request.job,
+        media,
+        parallelism,
+    })
+}
+
+/// `<path>: <serde's message>`: the path names the field a wrong type or value was found in
+/// (serde_json's own message gives only a line and column).
+fn with_path(e: serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    let detail = e.into_inner().to_string();
+    if path == "." || path.is_empty() {
+        detail
+    } else {
+        format!("{path}: {detail}")
+    }
+}
+
+/// Values echoed in a refusal, at bounded length.
+fn shorten(text: &str) -> String {
+    const MAX_CHARS: usize = 80;
+    if text.chars().count() <= MAX_CHARS {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(MAX_CHARS).collect();
+        format!("{head}…")
+    }
 }
 
 /// Parses and validates a `POST /task` body.
@@ -39,15 +131,8 @@ pub fn parse_task_request(body: &[u8]) -> Result<TaskSpec, RequestError> {
     // The path names the field a wrong type or an out-of-range number was found in
     // (serde_json's own message gives only a line and column).
     let mut json = serde_json::Deserializer::from_slice(body);
-    let request: TaskRequest = serde_path_to_error::deserialize(&mut json).map_err(|e| {
-        let path = e.path().to_string();
-        let detail = e.into_inner().to_string();
-        RequestError::Malformed(if path == "." || path.is_empty() {
-            detail
-        } else {
-            format!("{path}: {detail}")
-        })
-    })?;
+    let request: TaskRequest = serde_path_to_error::deserialize(&mut json)
+        .map_err(|e| RequestError::Malformed(with_path(e)))?;
     json.end()
         .map_err(|e| RequestError::Malformed(e.to_string()))?;
     validate(request)
@@ -126,6 +211,138 @@ mod tests {
         );
         let extra = br#"{"model_name":"image","table_name":"temp_import_image","target_index":"image-20240101000000","start_id":0,"end_id":9,"x":1}"#;
         assert!(parse_task_request(extra).is_ok());
+    }
+
+    #[test]
+    fn sql_tasks_are_parsed_strictly_and_reindex_bodies_as_before() {
+        let sql = |v: serde_json::Value| parse_request(v.to_string().as_bytes(), 4);
+        assert_eq!(
+            sql(serde_json::json!({"kind": "sql", "job": "reapply", "media_type": "image"})),
+            Ok(Spec::Sql(SqlSpec {
+                job: SqlJob::Reapply,
+                media: MediaType::Image,
+                parallelism: 4
+            }))
+        );
+        assert_eq!(
+            sql(
+                serde_json::json!({"kind": "sql", "job": "reapply", "media_type": "audio", "parallelism": 16})
+            ),
+            Ok(Spec::Sql(SqlSpec {
+                job: SqlJob::Reapply,
+                media: MediaType::Audio,
+                parallelism: 16
+            }))
+        );
+        assert_eq!(
+            sql(
+                serde_json::json!({"kind": "sql", "job": "validate_foreign_keys", "media_type": "image"})
+            ),
+            Ok(Spec::Sql(SqlSpec {
+                job: SqlJob::ValidateForeignKeys,
+                media: MediaType::Image,
+                parallelism: 1
+            }))
+        );
+        // The worker's default is bounded like a request's.
+        assert!(matches!(
+            parse_request(
+                br#"{"kind":"sql","job":"reapply","media_type":"image"}"#,
+                99
+            ),
+            Ok(Spec::Sql(SqlSpec {
+                parallelism: 16,
+                ..
+            }))
+        ));
+        // A reindex body, with or without its kind, is the reindex it always was.
+        let reindex = body("image", "temp_import_image", "image-x", 1, 2);
+        let expected = Spec::Reindex(parse_task_request(&reindex).unwrap());
+        assert_eq!(parse_request(&reindex, 4), Ok(expected.clone()));
+        let mut with_kind: serde_json::Value = serde_json::from_slice(&reindex).unwrap();
+        with_kind["kind"] = serde_json::json!("reindex");
+        assert_eq!(sql(with_kind), Ok(expected));
+
+        // (body, the field the refusal must name)
+        let cases = [
+            (
+                serde_json::json!({"kind": "sql", "job": "reapply", "media_type": "image", "extra": 1}),
+                "extra",
+            ),
+            (
+                serde_json::json!({"kind": "sql", "job": "reapply"}),
+                "media_type",
+            ),
+            (
+                serde_json::json!({"kind": "sql", "media_type": "image"}),
+                "job",
+            ),
+            (
+                serde_json::json!({"kind": "sql", "job": "vacuum", "media_type": "image"}),
+                "job",
+            ),
+            (
+                serde_json::json!({"kind": "sql", "job": 1, "media_type": "image"}),
+                "job",
+            ),
+            (
+                serde_json::json!({"kind": "sql", "job": "reapply", "media_type": "video"}),
+                "media_type",
+            ),
+            (
+                serde_json::json!({"kind": "sql", "job": "reapply", "media_type": null}),
+                "media_type",
+            ),
+            (
+                serde_json::json!({"kind": "sql", "job": "reapply", "media_type": "image", "parallelism": 0}),
+                "parallelism",
+            ),
+            (
+                serde_json::json!({"kind": "sql", "job": "reapply", "media_type": "image", "parallelism": 17}),
+                "parallelism",
+            ),
+            (
+                serde_json::json!({"kind": "sql", "job": "reapply", "media_type": "image", "parallelism": -1}),
+                "parallelism",
+            ),
+            (
+                serde_json::json!({"kind": "sql", "job": "reapply", "media_type": "image", "parallelism": "4"}),
+                "parallelism",
+            ),
+            (
+                serde_json::json!({"kind": "sql", "job": "reapply", "media_type": "image", "parallelism": 2.5}),
+                "parallelism",
+            ),
+            (
+                serde_json::json!({"kind": "sql", "job": "finish_copy", "media_type": "image", "parallelism": 2}),
+                "parallelism",
+            ),
+            (
+                serde_json::json!({"kind": "sql", "job": "reapply", "media_type": "image", "model_name": "image"}),
+                "model_name",
+            ),
+            (
+                serde_json::json!({"kind": "SQL", "job": "reapply", "media_type": "image"}),
+                "kind",
+            ),
+            (
+                serde_json::json!({"kind": 1, "job": "reapply", "media_type": "image"}),
+                "kind",
+            ),
+            (
+                serde_json::json!({"kind": null, "job": "reapply", "media_type": "image"}),
+                "kind",
+            ),
+        ];
+        for (body, field) in cases {
+            let err = sql(body.clone()).expect_err(&body.to_string());
+            assert!(err.to_string().contains(field), "{body}: {err}");
+        }
+        let trailing = br#"{"kind":"sql","job":"reapply","media_type":"image"} x"#;
+        assert!(matches!(
+            parse_request(trailing, 4),
+            Err(RequestError::MalformedSql(m)) if m.contains("trailing")
+        ));
     }
 
     #[test]

@@ -1,11 +1,16 @@
-//! In-memory registry of reindex tasks and the status JSON the API returns.
+//! In-memory registry of the worker's tasks (reindex ranges and SQL jobs, one running at a
+//! time) and the status JSON the API returns.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use refresh_core::media::MediaType;
+use refresh_core::worker_api::{AnyTaskStatus, TaskKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::sql_task::{SqlSpec, SqlTask};
 
 /// How many item errors a status keeps (the counts cover all of them).
 pub const MAX_FIRST_ERRORS: usize = 10;
@@ -57,12 +62,33 @@ pub struct Task {
     pub id: String,
     pub spec: TaskSpec,
     pub counters: Counters,
+    /// Fires on `DELETE /task/{id}` and on shutdown (a child of the registry's token).
+    pub cancel: CancellationToken,
+    cancel_requested: AtomicBool,
     start_time: DateTime<Utc>,
     started: Instant,
     outcome: Mutex<Outcome>,
 }
 
 impl Task {
+    fn new(spec: TaskSpec, cancel: CancellationToken) -> Self {
+        Task {
+            id: new_task_id(),
+            spec,
+            counters: Counters::default(),
+            cancel,
+            cancel_requested: AtomicBool::new(false),
+            start_time: Utc::now(),
+            started: Instant::now(),
+            outcome: Mutex::new(Outcome::default()),
+        }
+    }
+
+    /// Whether `DELETE /task/{id}` stopped it (rather than a shutdown).
+    pub fn cancel_requested(&self) -> bool {
+        self.cancel_requested.load(Ordering::Relaxed)
+    }
+
     fn outcome(&self) -> MutexGuard<'_, Outcome> {
         // A panic while holding this lock cannot leave the outcome half-written in a way
         // that matters more than losing the status, so recover the guard.
@@ -106,6 +132,7 @@ impl Task {
         let elapsed = end.duration_since(self.started).as_secs_f64();
         TaskStatus {
             task_id: self.id.clone(),
+            kind: TaskKind::Reindex,
             active: outcome.finished.is_none(),
             model: self.spec.media.as_str().to_string(),
             target_index: self.spec.target_index.clone(),
@@ -153,72 +180,151 @@ pub fn progress_percent(rows_processed: u64, rows_total: u64, succeeded: bool) -
 
 pub use refresh_core::worker_api::TaskStatus;
 
+pub(crate) fn new_task_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Any task the registry holds.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Reindex(Arc<Task>),
+    Sql(Arc<SqlTask>),
+}
+
+impl Entry {
+    pub fn id(&self) -> &str {
+        match self {
+            Entry::Reindex(t) => &t.id,
+            Entry::Sql(t) => &t.id,
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        match self {
+            Entry::Reindex(t) => t.is_active(),
+            Entry::Sql(t) => t.is_active(),
+        }
+    }
+
+    /// Records the end of the task (first outcome wins).
+    pub fn finish(&self, error: Option<String>) {
+        match self {
+            Entry::Reindex(t) => t.finish(error),
+            Entry::Sql(t) => t.finish(None, error),
+        }
+    }
+
+    pub fn status(&self) -> AnyTaskStatus {
+        match self {
+            Entry::Reindex(t) => AnyTaskStatus::Reindex(t.status()),
+            Entry::Sql(t) => AnyTaskStatus::Sql(t.status()),
+        }
+    }
+
+    /// Stops the task: a reindex stops sending, a SQL job cancels its running statements on
+    /// the server. No-op for a finished task.
+    pub fn cancel(&self) {
+        match self {
+            Entry::Reindex(t) => {
+                t.cancel_requested.store(true, Ordering::Relaxed);
+                t.cancel.cancel();
+            }
+            Entry::Sql(t) => t.request_cancel(),
+        }
+    }
+
+    /// What the task works on, for a 409 answer.
+    pub fn describe(&self) -> String {
+        match self {
+            Entry::Reindex(t) => format!("{}..={}", t.spec.start_id, t.spec.end_id),
+            Entry::Sql(t) => format!("sql {} of {}", t.spec.job, t.spec.media),
+        }
+    }
+}
+
 /// All tasks of this worker, oldest first, and when the worker was last busy.
 #[derive(Debug)]
 pub struct TaskRegistry {
     inner: Mutex<RegistryInner>,
+    /// Every task's cancellation token is a child of this one (the worker's shutdown).
+    root: CancellationToken,
 }
 
 #[derive(Debug)]
 struct RegistryInner {
-    tasks: Vec<Arc<Task>>,
+    tasks: Vec<Entry>,
     last_activity: Instant,
 }
 
 impl Default for TaskRegistry {
     fn default() -> Self {
+        TaskRegistry::new(CancellationToken::new())
+    }
+}
+
+/// What `TaskRegistry::start` decided.
+pub enum Started<T> {
+    New(Arc<T>),
+    /// The same task is already running (a caller retried its POST): reuse it.
+    Existing(Arc<T>),
+    /// Another task is running; one worker runs one task at a time so memory stays bounded
+    /// (and the database gets one job's sessions at a time).
+    Busy(Entry),
+}
+
+impl TaskRegistry {
+    /// A registry whose tasks are cancelled when `shutdown` is.
+    pub fn new(shutdown: CancellationToken) -> Self {
         TaskRegistry {
             inner: Mutex::new(RegistryInner {
                 tasks: Vec::new(),
                 last_activity: Instant::now(),
             }),
+            root: shutdown,
         }
     }
-}
 
-/// What `TaskRegistry::start` decided.
-pub enum Started {
-    New(Arc<Task>),
-    /// The same range is already running (a caller retried its POST): reuse it.
-    Existing(Arc<Task>),
-    /// Another range is running; one worker runs one range at a time so memory stays bounded.
-    Busy(Arc<Task>),
-}
-
-impl TaskRegistry {
     fn inner(&self) -> MutexGuard<'_, RegistryInner> {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn start(&self, spec: TaskSpec) -> Started {
+    /// Starts a reindex unless a task is running.
+    pub fn start(&self, spec: TaskSpec) -> Started<Task> {
         let mut inner = self.inner();
         inner.last_activity = Instant::now();
         if let Some(active) = inner.tasks.iter().find(|t| t.is_active()) {
-            return if active.spec == spec {
-                Started::Existing(active.clone())
-            } else {
-                Started::Busy(active.clone())
+            return match active {
+                Entry::Reindex(task) if task.spec == spec => Started::Existing(task.clone()),
+                other => Started::Busy(other.clone()),
             };
         }
-        let task = Arc::new(Task {
-            id: uuid::Uuid::new_v4().simple().to_string(),
-            spec,
-            counters: Counters::default(),
-            start_time: Utc::now(),
-            started: Instant::now(),
-            outcome: Mutex::new(Outcome::default()),
-        });
-        inner.tasks.push(task.clone());
+        let task = Arc::new(Task::new(spec, self.root.child_token()));
+        inner.tasks.push(Entry::Reindex(task.clone()));
         Started::New(task)
     }
 
-    pub fn get(&self, id: &str) -> Option<Arc<Task>> {
-        self.inner().tasks.iter().find(|t| t.id == id).cloned()
+    /// Starts a SQL job unless a task is running.
+    pub fn start_sql(&self, spec: SqlSpec) -> Started<SqlTask> {
+        let mut inner = self.inner();
+        inner.last_activity = Instant::now();
+        if let Some(active) = inner.tasks.iter().find(|t| t.is_active()) {
+            return match active {
+                Entry::Sql(task) if task.spec == spec => Started::Existing(task.clone()),
+                other => Started::Busy(other.clone()),
+            };
+        }
+        let task = Arc::new(SqlTask::new(spec, self.root.child_token()));
+        inner.tasks.push(Entry::Sql(task.clone()));
+        Started::New(task)
     }
 
-    pub fn all(&self) -> Vec<Arc<Task>> {
+    pub fn get(&self, id: &str) -> Option<Entry> {
+        self.inner().tasks.iter().find(|t| t.id() == id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Entry> {
         self.inner().tasks.clone()
     }
 
@@ -283,12 +389,12 @@ mod tests {
             panic!("first start must create a task")
         };
         assert!(matches!(reg.start(spec(1)), Started::Existing(t) if t.id == first.id));
-        assert!(matches!(reg.start(spec(100)), Started::Busy(t) if t.id == first.id));
+        assert!(matches!(reg.start(spec(100)), Started::Busy(t) if t.id() == first.id));
         first.finish(None);
         assert!(matches!(reg.start(spec(100)), Started::New(t) if t.id != first.id));
         assert_eq!(reg.all().len(), 2);
         assert_eq!(
-            reg.get(&first.id).map(|t| t.id.clone()),
+            reg.get(&first.id).map(|t| t.id().to_string()),
             Some(first.id.clone())
         );
         assert!(reg.get("nope").is_none());

@@ -176,6 +176,141 @@ async fn malformed_task_bodies_are_refused_by_name_and_start_nothing() {
     );
 }
 
+/// Malformed SQL task bodies (`"kind": "sql"`, parsed strictly): each a 4xx `{message}`
+/// naming the field, and no task is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_sql_task_bodies_are_refused_by_name_and_start_nothing() {
+    let fixture = Fixture::new("image", 20, 98).await;
+    let worker = Worker::start(&fixture.dbs.api_url, &fixture.es_url, &[]).await;
+    let valid = json!({"kind": "sql", "job": "reapply", "media_type": "image", "parallelism": 2});
+    let with = |field: &str, value: Value| {
+        let mut body = valid.clone();
+        body[field] = value;
+        body.to_string().into_bytes()
+    };
+    let without = |field: &str| {
+        let mut body = valid.clone();
+        body.as_object_mut().unwrap().remove(field);
+        body.to_string().into_bytes()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "unknown key",
+            with("table_name", json!("temp_import_image")),
+            "table_name",
+        ),
+        (
+            "reindex key in a SQL body",
+            with("start_id", json!(1)),
+            "start_id",
+        ),
+        ("missing job", without("job"), "job"),
+        ("missing media_type", without("media_type"), "media_type"),
+        ("job unknown", with("job", json!("vacuum_full")), "job"),
+        ("job upper case", with("job", json!("REAPPLY")), "job"),
+        ("job a number", with("job", json!(2)), "job"),
+        ("job null", with("job", Value::Null), "job"),
+        (
+            "media_type unknown",
+            with("media_type", json!("video")),
+            "media_type",
+        ),
+        (
+            "media_type upper case",
+            with("media_type", json!("Image")),
+            "media_type",
+        ),
+        (
+            "media_type injected",
+            with("media_type", json!("image; DROP TABLE image")),
+            "media_type",
+        ),
+        (
+            "media_type an array",
+            with("media_type", json!(["image"])),
+            "media_type",
+        ),
+        (
+            "parallelism 0",
+            with("parallelism", json!(0)),
+            "parallelism",
+        ),
+        (
+            "parallelism 17",
+            with("parallelism", json!(17)),
+            "parallelism",
+        ),
+        (
+            "parallelism negative",
+            with("parallelism", json!(-4)),
+            "parallelism",
+        ),
+        (
+            "parallelism a string",
+            with("parallelism", json!("4")),
+            "parallelism",
+        ),
+        (
+            "parallelism a fraction",
+            with("parallelism", json!(1.5)),
+            "parallelism",
+        ),
+        (
+            "parallelism huge",
+            with("parallelism", json!(u64::MAX)),
+            "parallelism",
+        ),
+        (
+            "parallelism for another job",
+            {
+                let mut body = valid.clone();
+                body["job"] = json!("validate_foreign_keys");
+                body.to_string().into_bytes()
+            },
+            "parallelism",
+        ),
+        ("kind unknown", with("kind", json!("vacuum")), "kind"),
+        ("kind upper case", with("kind", json!("SQL")), "kind"),
+        ("kind a number", with("kind", json!(1)), "kind"),
+        (
+            "trailing garbage",
+            [valid.to_string().as_bytes(), b" x"].concat(),
+            "body",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, body, field) in &cases {
+        let r = worker
+            .authed(fixture.http.post(format!("{}/task", worker.base)))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string));
+        match message {
+            Some(m) if (400..500).contains(&status) && m.contains(field) => {}
+            _ => failures.push(format!(
+                "{what}: {status} {text:.300} (expected a 4xx {{message}} naming {field})"
+            )),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} bodies not refused as expected:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    assert_eq!(worker.tasks().await, json!([]), "a task was created");
+    worker.stop().await;
+    fixture.cleanup().await;
+}
+
 /// Indices whose name starts with the fixture's index name (which is unique to this test).
 async fn own_indices(fixture: &Fixture) -> Vec<String> {
     let v: Value = fixture

@@ -3,9 +3,11 @@
 
 use refresh_core::error::{ErrorKind, StepError};
 use refresh_core::media::MediaType;
+use refresh_core::pg::job::{CancellationToken, JobProgress};
 use refresh_core::pg::promote::{
     promote_table, promote_table_with, promote_table_with_hook, reapply_constraints,
-    reapply_constraints_until, temp_name, PromotionOptions, PromotionStage, ReapplyAction,
+    reapply_constraints_until, temp_name, validate_foreign_keys, ForeignKeyCheck, PromotionOptions,
+    PromotionStage, ReapplyAction,
 };
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -46,6 +48,30 @@ async fn catalog(client: &Client, table: &str) -> Catalog {
         indexes,
         constraints,
     }
+}
+
+/// Promotion as before the keys were validated later: orphans deleted and keys re-created
+/// valid inside the transaction.
+fn in_transaction() -> PromotionOptions {
+    PromotionOptions {
+        foreign_keys: ForeignKeyCheck::InTransaction,
+        ..PromotionOptions::default()
+    }
+}
+
+/// The validation after promotion (the worker's `validate_foreign_keys` job); returns the
+/// orphans it deleted.
+async fn validate(client: &Client, media: MediaType) -> u64 {
+    let report = validate_foreign_keys(
+        client,
+        media,
+        &JobProgress::default(),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.failed, 0, "{report:?}");
+    report.orphans_deleted
 }
 
 /// Foreign keys pointing at `table`: (referencing table, name) -> definition.
@@ -202,8 +228,15 @@ async fn reapply_then_promote_keeps_every_name_and_repoints_foreign_keys() {
     let promoted = promote_table(api, MediaType::Image).await.unwrap();
     assert!(promoted.promoted);
     assert_eq!(promoted.foreign_keys_repointed, 1);
-    assert_eq!(promoted.orphans_deleted, 50);
+    assert_eq!(promoted.foreign_keys_not_valid, 1);
+    assert_eq!(promoted.orphans_deleted, 0);
     assert_eq!(promoted.rows, 150);
+    // Re-created NOT VALID; the orphans go with the validation afterwards.
+    assert_eq!(
+        count(api, "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND confrelid = 'image'::regclass AND NOT convalidated").await,
+        1
+    );
+    assert_eq!(validate(api, MediaType::Image).await, 50);
 
     // Same index and constraint names and definitions; a different table underneath.
     let after = catalog(api, "image").await;
@@ -296,14 +329,19 @@ async fn a_failure_at_any_stage_leaves_the_live_table_untouched() {
     let before = world(api, MediaType::Image).await;
     assert_eq!(before.decisions, 120);
 
-    for stage in [
+    let stages = [
         PromotionStage::Locked,
         PromotionStage::ForeignKeysDropped,
         PromotionStage::LiveTableDropped,
         PromotionStage::Renamed,
         PromotionStage::SequencesMoved,
         PromotionStage::ForeignKeysRestored,
-    ] {
+    ];
+    let modes = [PromotionOptions::default(), in_transaction()];
+    for (options, stage) in modes
+        .iter()
+        .flat_map(|options| stages.iter().map(move |stage| (options, *stage)))
+    {
         let mut reached = Vec::new();
         let mut hook = |at: PromotionStage| {
             reached.push(at);
@@ -316,14 +354,9 @@ async fn a_failure_at_any_stage_leaves_the_live_table_untouched() {
                 Ok(())
             }
         };
-        let err = promote_table_with_hook(
-            api,
-            MediaType::Image,
-            &PromotionOptions::default(),
-            &mut hook,
-        )
-        .await
-        .unwrap_err();
+        let err = promote_table_with_hook(api, MediaType::Image, options, &mut hook)
+            .await
+            .unwrap_err();
         assert!(
             err.message.contains("injected failure"),
             "{stage:?}: {}",
@@ -341,9 +374,12 @@ async fn a_failure_at_any_stage_leaves_the_live_table_untouched() {
         );
     }
 
-    // And the same promotion goes through afterwards.
-    let report = promote_table(api, MediaType::Image).await.unwrap();
+    // And the same promotion goes through afterwards (orphans deleted in the transaction).
+    let report = promote_table_with(api, MediaType::Image, &in_transaction())
+        .await
+        .unwrap();
     assert_eq!(report.orphans_deleted, 20);
+    assert_eq!(report.foreign_keys_not_valid, 0);
     assert_eq!(catalog(api, "image").await, before.live);
     dbs.drop_all().await;
 }
@@ -361,7 +397,9 @@ async fn a_database_error_midway_rolls_everything_back() {
         .unwrap();
     let before = world(api, MediaType::Image).await;
 
-    let err = promote_table(api, MediaType::Image).await.unwrap_err();
+    let err = promote_table_with(api, MediaType::Image, &in_transaction())
+        .await
+        .unwrap_err();
     assert!(
         err.message.contains("dropping the old image"),
         "{}",
@@ -373,7 +411,8 @@ async fn a_database_error_midway_rolls_everything_back() {
 
     api.batch_execute("DROP VIEW image_titles").await.unwrap();
     let report = promote_table(api, MediaType::Image).await.unwrap();
-    assert_eq!(report.orphans_deleted, 20);
+    assert_eq!(report.orphans_deleted, 0);
+    assert_eq!(validate(api, MediaType::Image).await, 20);
     dbs.drop_all().await;
 }
 
@@ -554,7 +593,8 @@ async fn unusual_indexes_constraints_and_the_copy_sequence_survive() {
     assert_eq!(check.action, ReapplyAction::Present);
 
     let promoted = promote_table(api, MediaType::Audio).await.unwrap();
-    assert_eq!(promoted.orphans_deleted, 5);
+    assert_eq!(promoted.foreign_keys_not_valid, 1);
+    assert_eq!(validate(api, MediaType::Audio).await, 5);
     assert_eq!(catalog(api, "audio").await, before);
     // The live sequence is back in charge; the copy's sequence is gone.
     assert_eq!(oid(api, "temp_import_audio_id_seq").await, None);
@@ -644,6 +684,7 @@ async fn a_busy_live_table_is_a_transient_error_and_changes_nothing() {
         .unwrap();
     let options = PromotionOptions {
         lock_timeout: Duration::from_millis(200),
+        ..PromotionOptions::default()
     };
     let err = promote_table_with(&mut dbs.api, MediaType::Image, &options)
         .await

@@ -6,7 +6,8 @@ use refresh_core::environment::Environment;
 use refresh_core::media::MediaType;
 use refresh_core::pg::copy::{copy_data, CopyCursor, CopyRequest};
 use refresh_core::pg::counts::{row_count, rows_by_source, table_exists, MediaTable};
-use refresh_core::pg::promote::{promote_table, reapply_constraints};
+use refresh_core::pg::job::{CancellationToken, JobProgress};
+use refresh_core::pg::promote::{promote_table, reapply_constraints, validate_foreign_keys};
 use refresh_core::settings::{CatalogFdw, SecretString};
 use std::collections::BTreeMap;
 use testkit::{insert_image_rows, mark_deleted, Client, TestDatabases};
@@ -85,7 +86,17 @@ async fn copy_reapply_promote_twice() {
         .unwrap();
     let report = promote_table(&mut dbs.api, MediaType::Image).await.unwrap();
     assert_eq!(report.rows, 117);
-    assert_eq!(report.orphans_deleted, 10);
+    assert_eq!(report.foreign_keys_not_valid, 1);
+    let validation = validate_foreign_keys(
+        &dbs.api,
+        MediaType::Image,
+        &JobProgress::default(),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((validation.validated, validation.failed), (1, 0));
+    assert_eq!(validation.orphans_deleted, 10);
     assert_eq!(index_and_constraint_names(&dbs.api).await, names_before);
     assert!(!table_exists(&dbs.api, MediaType::Image, MediaTable::Temp)
         .await
@@ -116,6 +127,15 @@ async fn copy_reapply_promote_twice() {
     let second = promote_table(&mut dbs.api, MediaType::Image).await.unwrap();
     assert_eq!(second.rows, 137);
     assert_eq!(second.orphans_deleted, 0);
+    let validation = validate_foreign_keys(
+        &dbs.api,
+        MediaType::Image,
+        &JobProgress::default(),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((validation.validated, validation.orphans_deleted), (1, 0));
     assert_eq!(index_and_constraint_names(&dbs.api).await, names_before);
     let comment: Option<String> = dbs
         .api

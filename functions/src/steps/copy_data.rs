@@ -11,13 +11,18 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 
-/// `{params, cursor}` (`cursor` null on the first call).
+/// `{params, cursor, defer_finish?}` (`cursor` null on the first call). With `defer_finish`
+/// the call that copies the last rows reports `done` and `finish_deferred` without adding the
+/// primary key or copying audioset: the worker's `finish_copy` SQL job does that, off the
+/// Lambda clock.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CopyDataInput {
     #[serde(deserialize_with = "checked_params")]
     pub params: RefreshParams,
     pub cursor: Option<CopyCursor>,
+    #[serde(default)]
+    pub defer_finish: bool,
 }
 
 pub fn parse(payload: Value) -> StepResult<CopyDataInput> {
@@ -30,8 +35,9 @@ pub async fn handle(ctx: Arc<Context>, input: CopyDataInput) -> StepResult<CopyP
     let mut api = api_db(&secrets).await?;
     let mut request = CopyRequest::new(params.media_type, params.environment, params.row_limit);
     request.tag_filter = ctx.tag_filter()?;
+    request.defer_finish = input.defer_finish;
     let progress =
         copy_data(&mut api, &secrets.catalog_fdw, &request, input.cursor.as_ref()).await?;
-    tracing::info!(media = %params.media_type, rows_copied = progress.rows_copied, rows_scanned = progress.rows_scanned, done = progress.done, "copy progress");
+    tracing::info!(media = %params.media_type, rows_copied = progress.rows_copied, rows_scanned = progress.rows_scanned, done = progress.done, finish_deferred = progress.finish_deferred, "copy progress");
     Ok(progress)
 }

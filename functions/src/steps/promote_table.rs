@@ -1,4 +1,6 @@
-//! Step 9: swaps the temp table in, in one transaction.
+//! Step 9: swaps the temp table in, in one transaction. Foreign keys of referencing tables come
+//! back `NOT VALID` (`foreign_keys_not_valid` > 0): the worker's `validate_foreign_keys` SQL
+//! job deletes their orphans and validates them afterwards.
 
 use super::params::ParamsInput;
 use crate::context::api_db;
@@ -20,6 +22,7 @@ pub async fn handle(ctx: Arc<Context>, input: ParamsInput) -> StepResult<Promoti
         rows = report.rows,
         foreign_keys_repointed = report.foreign_keys_repointed,
         orphans_deleted = report.orphans_deleted,
+        foreign_keys_not_valid = report.foreign_keys_not_valid,
         "table promoted"
     );
     Ok(report)

@@ -1,5 +1,8 @@
-//! Step 8: recreates the live table's indexes and constraints on the temp table; stops
-//! starting builds near the Lambda limit and reports `done: false` so the machine calls again.
+//! Step 8 on the Lambda clock: recreates the live table's indexes and constraints on the temp
+//! table, one build at a time; stops starting builds near the Lambda limit and reports
+//! `done: false` so the machine calls again. A single build longer than the Lambda's 15
+//! minutes cannot finish here: production runs step 8 as the worker's `reapply` SQL job
+//! (start_reindex_task with `sql`), which builds in parallel without a time limit.
 
 use super::params::ParamsInput;
 use crate::context::api_db;

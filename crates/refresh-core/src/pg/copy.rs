@@ -10,7 +10,9 @@
 //!   once and the table holds no dead row versions for the reindex to read past.
 //! - Outside production a row limit caps the rows inserted.
 //! - When the catalog is exhausted: primary key on `id`, and for audio `audioset` is replaced
-//!   from the catalog's `audioset_view` (no deleted-rows check).
+//!   from the catalog's `audioset_view` (no deleted-rows check). On a production table both
+//!   can outlive a Lambda: with [`CopyRequest::defer_finish`] the call reports `done` with
+//!   `finish_deferred`, and the worker's `finish_copy` job ([`finish_copy_job`]) does them.
 //!
 //! Each call creates the FDW server, user mapping and foreign tables, and drops them again
 //! before it returns — on success and on failure — so the catalog password never outlives a
@@ -24,6 +26,7 @@ use crate::error::{ErrorKind, StepError, StepResult};
 use crate::media::MediaType;
 use crate::pg::error::PgResultExt;
 use crate::pg::fdw::{create_fdw, drop_fdw, fdw_server_name, shared_columns, AUDIOSET_VIEW};
+use crate::pg::job::{run_statement, CancellationToken, JobProgress};
 use crate::pg::key_window::KeyWindow;
 use crate::pg::sql::{quote_ident, quote_literal};
 use crate::settings::CatalogFdw;
@@ -51,6 +54,8 @@ pub struct CopyRequest {
     pub batch_size: u64,
     /// The call stops starting new batches once this much time has passed.
     pub time_budget: Duration,
+    /// Leave the primary key and the audioset copy to [`finish_copy_job`] (the worker).
+    pub defer_finish: bool,
 }
 
 impl CopyRequest {
@@ -62,6 +67,7 @@ impl CopyRequest {
             tag_filter: TagFilterConfig::default(),
             batch_size: DEFAULT_BATCH_SIZE,
             time_budget: DEFAULT_TIME_BUDGET,
+            defer_finish: false,
         }
     }
 
@@ -98,6 +104,10 @@ pub struct CopyProgress {
     pub rows_copied: u64,
     pub rows_scanned: u64,
     pub done: bool,
+    /// All rows are copied, the primary key and audioset are left to the worker's
+    /// `finish_copy` job (`defer_finish`).
+    #[serde(default)]
+    pub finish_deferred: bool,
 }
 
 pub fn temp_sequence_name(media: MediaType) -> &'static str {
@@ -420,6 +430,15 @@ async fn copy_call(
         tx.commit().await.context("committing the copy")?;
     }
 
+    if position.rows_done && request.defer_finish {
+        return Ok(CopyProgress {
+            rows_copied: position.rows_copied,
+            rows_scanned: position.rows_scanned,
+            cursor: Some(position),
+            done: true,
+            finish_deferred: true,
+        });
+    }
     // Finishing (primary key, audioset) is left to the next call when this one copied and used
     // half its budget: the key's index build on a full table takes a while.
     if position.rows_done && (!copied_this_call || started.elapsed() < request.time_budget / 2) {
@@ -429,6 +448,7 @@ async fn copy_call(
             rows_scanned: position.rows_scanned,
             cursor: Some(position),
             done: true,
+            finish_deferred: false,
         });
     }
     Ok(CopyProgress {
@@ -436,56 +456,60 @@ async fn copy_call(
         rows_scanned: position.rows_scanned,
         cursor: Some(position),
         done: false,
+        finish_deferred: false,
     })
 }
 
+async fn has_primary_key(api: &impl GenericClient, media: MediaType) -> StepResult<bool> {
+    api.query_one(
+        "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p')",
+        &[&quote_ident(media.temp_table())],
+    )
+    .await
+    .context("checking the temp table's primary key")
+    .map(|row| row.get(0))
+}
+
+fn primary_key_sql(media: MediaType) -> String {
+    format!(
+        "ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY (\"id\")",
+        quote_ident(media.temp_table()),
+        quote_ident(temp_pkey_name(media))
+    )
+}
+
+/// `DELETE FROM audioset` and the `INSERT … SELECT` from the catalog's `audioset_view`: two
+/// statements, because a DELETE in a CTE and the INSERT share one snapshot, so the INSERT
+/// would collide with the unique keys of the rows being deleted. Run in one transaction.
+async fn audioset_sql(api: &impl GenericClient, media: MediaType) -> StepResult<[String; 2]> {
+    let columns = shared_columns(api, media, AUDIOSET_TABLE, AUDIOSET_VIEW).await?;
+    let list = quoted_list(&columns);
+    Ok([
+        format!("DELETE FROM {}", quote_ident(AUDIOSET_TABLE)),
+        format!(
+            "INSERT INTO {set} ({list}) SELECT {list} FROM {}.{}",
+            quote_ident(fdw_server_name(media)),
+            quote_ident(AUDIOSET_VIEW),
+            set = quote_ident(AUDIOSET_TABLE),
+        ),
+    ])
+}
+
 async fn finish_copy(api: &mut Client, media: MediaType) -> StepResult<()> {
-    let temp = quote_ident(media.temp_table());
     let tx = api
         .transaction()
         .await
         .context("starting the copy's last transaction")?;
-    let has_pkey = tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p')",
-            &[&temp],
-        )
-        .await
-        .context("checking the temp table's primary key")?
-        .get::<_, bool>(0);
-    if !has_pkey {
-        tx.batch_execute(&format!(
-            "ALTER TABLE {temp} ADD CONSTRAINT {} PRIMARY KEY (\"id\")",
-            quote_ident(temp_pkey_name(media))
-        ))
-        .await
-        .context("adding the temp table's primary key")?;
+    if !has_primary_key(&tx, media).await? {
+        tx.batch_execute(&primary_key_sql(media))
+            .await
+            .context("adding the temp table's primary key")?;
     }
     if media == MediaType::Audio {
-        let columns = shared_columns(&tx, media, AUDIOSET_TABLE, AUDIOSET_VIEW).await?;
-        let list = columns
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        // Two statements: a DELETE in a CTE and the INSERT share one snapshot, so the
-        // INSERT would collide with the unique keys of the rows being deleted.
-        tx.execute(&format!("DELETE FROM {}", quote_ident(AUDIOSET_TABLE)), &[])
-            .await
-            .context("clearing audioset")?;
+        let [clear, fill] = audioset_sql(&tx, media).await?;
+        tx.execute(&clear, &[]).await.context("clearing audioset")?;
         let copied = tx
-            .execute(
-                &format!(
-                    "INSERT INTO {set} ({list}) SELECT {list} FROM {remote}",
-                    set = quote_ident(AUDIOSET_TABLE),
-                    remote = format_args!(
-                        "{}.{}",
-                        quote_ident(fdw_server_name(media)),
-                        quote_ident(AUDIOSET_VIEW)
-                    ),
-                ),
-                &[],
-            )
+            .execute(&fill, &[])
             .await
             .context("replacing audioset from the catalog's audioset_view")?;
         tracing::info!(rows = copied, "audioset replaced");
@@ -493,6 +517,115 @@ async fn finish_copy(api: &mut Client, media: MediaType) -> StepResult<()> {
     tx.commit()
         .await
         .context("committing the copy's last transaction")
+}
+
+/// The worker's `finish_copy` job's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishCopyReport {
+    /// False when the temp table already had its primary key (a rerun).
+    pub primary_key_added: bool,
+    /// Rows copied into `audioset` (audio only).
+    pub audioset_rows: Option<u64>,
+}
+
+/// The end of the copy as a worker job, after a `copy_data` with `defer_finish` reported
+/// `done`: the temp table's primary key (skipped when present), and for audio `audioset`
+/// replaced from the catalog in one transaction (over an FDW server created for the job and
+/// dropped after it, as `copy_data` does). Each statement runs through
+/// [`run_statement`], so it is reported and cancelled with the job; a killed job leaves
+/// nothing half done (each is one transaction) and is simply run again.
+pub async fn finish_copy_job(
+    api: &Client,
+    fdw: Option<&CatalogFdw>,
+    media: MediaType,
+    progress: &JobProgress,
+    cancel: &CancellationToken,
+) -> StepResult<FinishCopyReport> {
+    let temp_table = media.temp_table();
+    if !table_exists(api, temp_table).await? {
+        return Err(StepError::invalid_state(format!(
+            "{temp_table} does not exist: run the copy first"
+        )));
+    }
+    match stored_cursor(api, media).await? {
+        Some(cursor) if cursor.rows_done => {}
+        Some(_) => {
+            return Err(StepError::invalid_state(format!(
+                "the copy into {temp_table} has not copied every row yet: finish it before its primary key"
+            )))
+        }
+        None => {
+            return Err(StepError::invalid_state(format!(
+                "{temp_table} has no copy position: it was not made by copy_data"
+            )))
+        }
+    }
+    let audio = media == MediaType::Audio;
+    let needs_key = !has_primary_key(api, media).await?;
+    progress.plan(usize::from(needs_key) + if audio { 2 } else { 0 });
+    if needs_key {
+        run_statement(
+            api,
+            &format!("adding the primary key of {temp_table}"),
+            &primary_key_sql(media),
+            progress,
+            cancel,
+        )
+        .await?;
+    }
+    let audioset_rows = if audio {
+        let fdw = fdw.ok_or_else(|| {
+            StepError::new(
+                ErrorKind::Configuration,
+                "the audioset copy needs the catalog FDW settings (the secret's catalog_fdw, or CATALOG_FDW for a worker started without REFRESH_SECRET_ID)",
+            )
+        })?;
+        create_fdw(api, media, fdw).await?;
+        let copied = replace_audioset(api, media, progress, cancel).await;
+        let dropped = drop_fdw(api, media).await;
+        match (copied, dropped) {
+            (Ok(rows), Ok(())) => Some(rows),
+            (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+        }
+    } else {
+        None
+    };
+    Ok(FinishCopyReport {
+        primary_key_added: needs_key,
+        audioset_rows,
+    })
+}
+
+async fn replace_audioset(
+    api: &Client,
+    media: MediaType,
+    progress: &JobProgress,
+    cancel: &CancellationToken,
+) -> StepResult<u64> {
+    let [clear, fill] = audioset_sql(api, media).await?;
+    api.batch_execute("BEGIN")
+        .await
+        .context("starting the audioset transaction")?;
+    let result = async {
+        run_statement(api, "clearing audioset", &clear, progress, cancel).await?;
+        let rows = run_statement(
+            api,
+            "replacing audioset from the catalog's audioset_view",
+            &fill,
+            progress,
+            cancel,
+        )
+        .await?;
+        api.batch_execute("COMMIT")
+            .await
+            .context("committing audioset")?;
+        Ok(rows)
+    }
+    .await;
+    if result.is_err() {
+        let _ = api.batch_execute("ROLLBACK").await;
+    }
+    result
 }
 
 #[cfg(test)]

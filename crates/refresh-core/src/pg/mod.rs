@@ -7,6 +7,7 @@ pub mod counts;
 pub mod error;
 pub mod fdw;
 pub mod filter;
+pub mod job;
 pub mod key_window;
 pub mod promote;
 pub mod sql;

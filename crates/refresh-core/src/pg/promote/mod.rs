@@ -12,22 +12,26 @@
 //!
 //! - `shape`: reading a table's indexes, constraints, referencing foreign keys, owned
 //!   sequences, comment and grants.
-//! - `reapply`: step 8, building the live shape on the temp table under temp names.
+//! - `reapply`: step 8, building the live shape on the temp table under temp names (index
+//!   builds in parallel on the worker).
 //! - `swap`: step 9, the promotion transaction, one function per stage (`sequences`: the
 //!   stage that carries the live table's sequences over).
+//! - `validate`: after step 9, the referencing foreign keys promotion re-created `NOT VALID`.
 
 mod reapply;
 mod sequences;
 mod shape;
 mod statement;
 mod swap;
+mod validate;
 
 pub use reapply::{
-    reapply_constraints, reapply_constraints_until, temp_name, ReappliedItem, ReapplyAction,
-    ReapplyReport,
+    reapply_constraints, reapply_constraints_on, reapply_constraints_until, temp_name,
+    ReappliedItem, ReapplyAction, ReapplyOptions, ReapplyReport, DEFAULT_REAPPLY_PARALLELISM,
 };
 pub use shape::{table_shape, ConstraintInfo, IndexInfo, ReferencingForeignKey, TableShape};
 pub use swap::{
-    promote_table, promote_table_with, promote_table_with_hook, PromotionOptions, PromotionReport,
-    PromotionStage, DEFAULT_PROMOTION_LOCK_TIMEOUT,
+    promote_table, promote_table_with, promote_table_with_hook, ForeignKeyCheck, PromotionOptions,
+    PromotionReport, PromotionStage, DEFAULT_PROMOTION_LOCK_TIMEOUT,
 };
+pub use validate::{validate_foreign_keys, ForeignKeyOutcome, ForeignKeyValidationReport};

@@ -234,6 +234,19 @@ pub struct ReferencingForeignKey {
     #[serde(skip)]
     pub(super) referenced_columns: Vec<String>,
     pub orphans_deleted: u64,
+    /// `pg_constraint.convalidated`: false for a key re-created `NOT VALID` and not yet
+    /// validated.
+    pub validated: bool,
+}
+
+impl ReferencingForeignKey {
+    /// The definition as `ADD CONSTRAINT` takes it, without the ` NOT VALID` the server
+    /// prints for a key not yet validated.
+    pub(super) fn definition_without_not_valid(&self) -> &str {
+        self.definition
+            .strip_suffix(" NOT VALID")
+            .unwrap_or(&self.definition)
+    }
 }
 
 pub(super) async fn referencing_foreign_keys(
@@ -246,7 +259,8 @@ pub(super) async fn referencing_foreign_keys(
                 array(SELECT quote_ident(a.attname) FROM unnest(c.conkey) WITH ORDINALITY k(attnum, ord)
                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum ORDER BY k.ord),
                 array(SELECT quote_ident(a.attname) FROM unnest(c.confkey) WITH ORDINALITY k(attnum, ord)
-                        JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum ORDER BY k.ord)
+                        JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum ORDER BY k.ord),
+                c.convalidated
            FROM pg_constraint c
           WHERE c.contype = 'f' AND c.confrelid = to_regclass($1) AND c.conrelid <> c.confrelid
           ORDER BY 1, 2",
@@ -263,6 +277,7 @@ pub(super) async fn referencing_foreign_keys(
             columns: row.get(3),
             referenced_columns: row.get(4),
             orphans_deleted: 0,
+            validated: row.get(5),
         })
         .collect())
 }

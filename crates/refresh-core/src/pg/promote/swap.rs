@@ -1,6 +1,12 @@
 //! Step 9: swap the temp table in, in one transaction. Each stage is one function; a test
 //! hook runs after each ([`PromotionStage`]) so tests can prove a failure anywhere changes
 //! nothing.
+//!
+//! Foreign keys of other tables that reference the live table are re-created `NOT VALID` by
+//! default ([`ForeignKeyCheck::Later`]): a catalog change, so the transaction holds its locks
+//! for as long as the renames take, not for a scan of each referencing table. Their orphans
+//! are deleted and the keys validated afterwards (`validate::validate_foreign_keys`, the
+//! worker's `validate_foreign_keys` job); new rows are checked from the moment of promotion.
 
 use super::reapply::temp_name;
 use super::sequences::move_sequences;
@@ -9,6 +15,7 @@ use super::shape::{
     table_shape, OwnedSequence, ReferencingForeignKey, TableShape,
 };
 use super::statement::{exec, Tables};
+use super::validate::orphans_sql;
 use crate::error::{StepError, StepResult};
 use crate::media::MediaType;
 use crate::pg::error::PgResultExt;
@@ -22,16 +29,30 @@ use tokio_postgres::{Client, Transaction};
 /// (a transient error, retried): queued behind it, every new API query would wait too.
 pub const DEFAULT_PROMOTION_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// When the foreign keys referencing the live table are checked against the new rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForeignKeyCheck {
+    /// Re-created `NOT VALID` inside the transaction; orphans deleted and keys validated
+    /// afterwards by `validate_foreign_keys`.
+    #[default]
+    Later,
+    /// Orphans deleted and keys re-created (validated) inside the transaction: a scan of every
+    /// referencing table under the promotion's locks. For small referencing tables only.
+    InTransaction,
+}
+
 /// Tunables of the promotion transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromotionOptions {
     pub lock_timeout: Duration,
+    pub foreign_keys: ForeignKeyCheck,
 }
 
 impl Default for PromotionOptions {
     fn default() -> Self {
         PromotionOptions {
             lock_timeout: DEFAULT_PROMOTION_LOCK_TIMEOUT,
+            foreign_keys: ForeignKeyCheck::default(),
         }
     }
 }
@@ -52,6 +73,10 @@ pub enum PromotionStage {
 pub struct PromotionReport {
     pub promoted: bool,
     pub foreign_keys_repointed: usize,
+    /// Re-created `NOT VALID`: the `validate_foreign_keys` job has work to do when > 0.
+    pub foreign_keys_not_valid: usize,
+    /// Rows deleted inside the transaction (only with [`ForeignKeyCheck::InTransaction`];
+    /// otherwise the validation job deletes and reports them).
     pub orphans_deleted: u64,
     pub foreign_keys: Vec<ReferencingForeignKey>,
     pub rows: i64,
@@ -90,7 +115,7 @@ pub async fn promote_table_with_hook(
     set_timeouts(&tx, options).await?;
     let mut plan = lock_and_inspect(&tx, &tables).await?;
     hook(PromotionStage::Locked)?;
-    drop_foreign_keys_and_orphans(&tx, &tables, &mut plan.foreign_keys).await?;
+    drop_foreign_keys(&tx, &tables, &mut plan.foreign_keys, options.foreign_keys).await?;
     hook(PromotionStage::ForeignKeysDropped)?;
     drop_live_table(&tx, &tables, &plan.sequences).await?;
     hook(PromotionStage::LiveTableDropped)?;
@@ -98,7 +123,7 @@ pub async fn promote_table_with_hook(
     hook(PromotionStage::Renamed)?;
     move_sequences(&tx, &tables, &plan.sequences, &plan.temp_sequences).await?;
     hook(PromotionStage::SequencesMoved)?;
-    restore_foreign_keys(&tx, &plan.foreign_keys).await?;
+    restore_foreign_keys(&tx, &mut plan.foreign_keys, options.foreign_keys).await?;
     hook(PromotionStage::ForeignKeysRestored)?;
     let rows = check_promoted(&tx, &tables, &plan.live).await?;
     tx.commit().await.context("committing the promotion")?;
@@ -106,15 +131,18 @@ pub async fn promote_table_with_hook(
     let (live_table, temp_table) = (tables.live, tables.temp);
     let foreign_keys = plan.foreign_keys;
     let orphans_deleted = foreign_keys.iter().map(|fk| fk.orphans_deleted).sum();
+    let foreign_keys_not_valid = foreign_keys.iter().filter(|fk| !fk.validated).count();
     tracing::info!(
         table = live_table,
         rows,
         orphans_deleted,
+        foreign_keys_not_valid,
         "promoted {temp_table} to {live_table}"
     );
     Ok(PromotionReport {
         promoted: true,
         foreign_keys_repointed: foreign_keys.len(),
+        foreign_keys_not_valid,
         orphans_deleted,
         foreign_keys,
         rows,
@@ -199,12 +227,14 @@ async fn lock_and_inspect(tx: &Transaction<'_>, tables: &Tables) -> StepResult<P
     })
 }
 
-/// Drops each foreign key referencing the live table and deletes the rows that would
-/// reference nothing in the new table, counting them in `orphans_deleted`.
-async fn drop_foreign_keys_and_orphans(
+/// Drops each foreign key referencing the live table; with [`ForeignKeyCheck::InTransaction`]
+/// also deletes the rows that would reference nothing in the new table, counting them in
+/// `orphans_deleted`.
+async fn drop_foreign_keys(
     tx: &Transaction<'_>,
     tables: &Tables,
     foreign_keys: &mut [ReferencingForeignKey],
+    check: ForeignKeyCheck,
 ) -> StepResult<()> {
     for fk in foreign_keys {
         exec(
@@ -217,31 +247,16 @@ async fn drop_foreign_keys_and_orphans(
             ),
         )
         .await?;
-        // MATCH SIMPLE: a row with any NULL key column references nothing.
-        let not_null: Vec<String> = fk
-            .columns
-            .iter()
-            .map(|c| format!("r.{c} IS NOT NULL"))
-            .collect();
-        let joins: Vec<String> = fk
-            .columns
-            .iter()
-            .zip(&fk.referenced_columns)
-            .map(|(c, rc)| format!("t.{rc} = r.{c}"))
-            .collect();
+        if check == ForeignKeyCheck::Later {
+            continue;
+        }
         let deleted = exec(
             tx,
             &format!(
                 "deleting rows of {} that reference no row of the new {}",
                 fk.table, tables.live
             ),
-            &format!(
-                "DELETE FROM {} r WHERE {} AND NOT EXISTS (SELECT 1 FROM {} t WHERE {})",
-                fk.table,
-                not_null.join(" AND "),
-                tables.temp_sql,
-                joins.join(" AND ")
-            ),
+            &orphans_sql(fk, &tables.temp_sql),
         )
         .await?;
         fk.orphans_deleted = deleted;
@@ -320,22 +335,30 @@ async fn rename_temp_table(
 }
 
 /// Re-creates the foreign keys dropped before the swap; they now reference the new table.
+/// `NOT VALID` with [`ForeignKeyCheck::Later`]: enforced for new rows at once, existing rows
+/// checked by the validation afterwards.
 async fn restore_foreign_keys(
     tx: &Transaction<'_>,
-    foreign_keys: &[ReferencingForeignKey],
+    foreign_keys: &mut [ReferencingForeignKey],
+    check: ForeignKeyCheck,
 ) -> StepResult<()> {
     for fk in foreign_keys {
+        let definition = fk.definition_without_not_valid();
+        let not_valid = match check {
+            ForeignKeyCheck::Later => " NOT VALID",
+            ForeignKeyCheck::InTransaction => "",
+        };
         exec(
             tx,
             &format!("re-creating foreign key {} on {}", fk.name, fk.table),
             &format!(
-                "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                "ALTER TABLE {} ADD CONSTRAINT {} {definition}{not_valid}",
                 fk.table,
                 quote_ident(&fk.name),
-                fk.definition
             ),
         )
         .await?;
+        fk.validated = check == ForeignKeyCheck::InTransaction;
     }
     Ok(())
 }
