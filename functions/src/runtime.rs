@@ -161,6 +161,8 @@ mod tests {
             (ErrorKind::InvalidInput, "InvalidInput"),
             (ErrorKind::ConcurrencyConflict, "ConcurrencyConflict"),
             (ErrorKind::RecordDropTooLarge, "RecordDropTooLarge"),
+            (ErrorKind::SearchGuardFailed, "SearchGuardFailed"),
+            (ErrorKind::PromotionNotReady, "PromotionNotReady"),
             (ErrorKind::TransientDatabase, "TransientDatabaseError"),
             (ErrorKind::TransientSearch, "TransientSearchError"),
             (ErrorKind::InvalidState, "InvalidState"),

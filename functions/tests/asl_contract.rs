@@ -8,8 +8,8 @@
 //! side fails here instead of in a live execution.
 
 use refresh_core::es::{
-    AliasPromotion, CreatedIndex, DeletedIndices, DocumentCounts, FilteredReindexStarted,
-    IndexHealth, TaskStatus,
+    AliasPromotion, AliasesPromotion, CreatedIndex, DeletedIndices, DocumentCounts,
+    FilteredReindexStarted, IndexHealth, PreflightReport, SearchGuardReport, TaskStatus,
 };
 use refresh_core::guard::DropReport;
 use refresh_core::machines::ADMISSION_STATES;
@@ -99,6 +99,22 @@ fn sample(expression: &str, machine: &str) -> Value {
         "$.params" => sample_params(),
         "$$.Execution.Id" => json!(format!("{ARN_PREFIX}:execution:{machine}:run-1")),
         "$.params.media_type" => json!("image"),
+        "$.params.environment" => json!("staging"),
+        "$.params.new_index" => json!("image-init"),
+        "$.params.new_filtered_index" => json!("image-init-filtered"),
+        "$.record_drop" => {
+            json!({"before": 1000, "after": 990, "drop_pct": 1.0, "overridden": false})
+        }
+        "$.search_guard" => {
+            json!({"ran": true, "live_index": "image-old", "new_index": "image-init",
+                                   "min_ratio": 0.9, "overridden": false,
+                                   "queries": [{"name": "q", "live_hits": 10, "new_hits": 10, "ratio": 1.0, "passed": true}]})
+        }
+        "$.preflight" => {
+            json!({"indices": {"image-init": "green"}, "aliases": {"image": "image-old"},
+                                "disks": [{"node": "n", "used_pct": 50.0, "available_bytes": 10}],
+                                "high_watermark": "90%"})
+        }
         "States.Format('{}-filtered', $.params.media_type)" => json!("image-filtered"),
         "States.Array($.params.new_filtered_index)" => json!(["image-init-filtered"]),
         "$.copy.cursor" => Value::Null,
@@ -253,6 +269,25 @@ fn output_keys(step: &str) -> BTreeSet<String> {
             total_after: 0,
             delta: 0,
             by_source: BTreeMap::new(),
+            guards: Default::default(),
+        }),
+        "check_search_guard" => keys(SearchGuardReport {
+            ran: true,
+            live_index: Some("image-old".into()),
+            new_index: "image-init".into(),
+            min_ratio: 0.9,
+            queries: vec![],
+            overridden: false,
+        }),
+        "preflight_promotion" => keys(PreflightReport {
+            indices: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+            disks: vec![],
+            high_watermark: "90%".into(),
+        }),
+        "promote_aliases" => keys(AliasesPromotion {
+            promotions: vec![],
+            previous_indices: vec![],
         }),
         "cleanup" => keys(CleanupOutput::default()),
         // Succeeds with `{}` or refuses with ConcurrencyConflict.

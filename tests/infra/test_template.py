@@ -521,6 +521,12 @@ def test_every_task_retries_transient_errors_with_backoff_and_nothing_else(logic
             assert "States.TaskFailed" in retried, f"{name}: SDK errors are not retried"
 
 
+# Tasks whose failure the run notes and goes on from, with why.
+GOES_ON_AFTER_FAILURE = {
+    "Delete old indices": "the site is fully promoted; an old index left behind is noted, not a failed refresh",
+}
+
+
 @pytest.mark.parametrize("logical_id", DEFINITIONS)
 def test_every_failure_after_the_concurrency_check_passes_cleanup(logical_id):
     definition = load_definition(logical_id)
@@ -547,10 +553,11 @@ def test_every_failure_after_the_concurrency_check_passes_cleanup(logical_id):
                     f"{name}: a refused run must not clean up (it would drop the running run's temp table)"
                 )
             continue
-        if name == cleanup or name in cleanup_chain:
+        if name == cleanup or name in cleanup_chain or name in GOES_ON_AFTER_FAILURE:
             continue
         for c in state["Catch"]:
-            bad = paths_avoiding(top, c["Next"], {cleanup})
+            # A path back through the failed state is its retry loop (the roll-forward).
+            bad = [p for p in paths_avoiding(top, c["Next"], {cleanup}) if name not in p]
             assert not bad, f"{name}: Catch path ends without cleanup: {bad}"
             checked += 1
     assert checked >= 5
@@ -702,11 +709,15 @@ def test_lambda_tasks_only_pass_documented_fields():
         "StartFilteredReindex": {"params", "source_index"},
         "GetEsTask": {"task_id", "params"},
         "CheckRecordDrop": {"params", "before", "new_index"},
+        "CheckSearchGuard": {"params"},
         "ReapplyConstraints": {"params"},
+        "PreflightPromotion": {"params"},
         "PromoteTable": {"params"},
+        # Names only: it is also the operator's finish, typed by hand.
+        "PromoteAliases": {"media_type", "environment", "index", "filtered_index"},
         "PromoteAlias": {"alias", "index", "params"},
         "DeleteIndices": {"indices", "params"},
-        "Report": {"params", "before", "after"},
+        "Report": {"params", "before", "after", "guards"},
         "Cleanup": {"params", "execution_id"},
     }
     for logical_id in DEFINITIONS:

@@ -1,8 +1,23 @@
 //! The refresh report: totals and per-source deltas between the document counts behind the
 //! live alias before the refresh and in the new index after it.
 
+use crate::es::{PreflightReport, SearchGuardReport};
+use crate::guard::DropReport;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// The checks that ran before promotion, with their figures (absent: that check did not run,
+/// e.g. the run failed before it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardChecks {
+    #[serde(default)]
+    pub record_drop: Option<DropReport>,
+    #[serde(default)]
+    pub search: Option<SearchGuardReport>,
+    #[serde(default)]
+    pub preflight: Option<PreflightReport>,
+}
 
 /// Document counts as the count step reports them (every source, not a top 10).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,7 +35,7 @@ pub struct SourceDelta {
     pub delta: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RefreshReport {
     pub media_type: String,
     pub environment: String,
@@ -30,6 +45,7 @@ pub struct RefreshReport {
     pub delta: i64,
     /// Every source seen before or after (a source that vanished shows `after: 0`).
     pub by_source: BTreeMap<String, SourceDelta>,
+    pub guards: GuardChecks,
 }
 
 fn delta(before: u64, after: u64) -> i64 {

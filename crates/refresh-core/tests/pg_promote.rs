@@ -5,7 +5,8 @@ use refresh_core::error::{ErrorKind, StepError};
 use refresh_core::media::MediaType;
 use refresh_core::pg::promote::{
     promote_table, promote_table_with, promote_table_with_hook, reapply_constraints,
-    reapply_constraints_until, temp_name, PromotionOptions, PromotionStage, ReapplyAction,
+    reapply_constraints_until, table_promoted_by, temp_name, PromotionOptions, PromotionRecord,
+    PromotionStage, ReapplyAction,
 };
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -349,6 +350,42 @@ async fn a_failure_at_any_stage_leaves_the_live_table_untouched() {
 }
 
 #[tokio::test]
+async fn the_promotion_record_exists_exactly_when_the_swap_committed() {
+    let mut dbs = TestDatabases::create().await;
+    let api = &mut dbs.api;
+    image_fixture(api, 50, 40).await;
+    reapply_constraints(api, MediaType::Image).await.unwrap();
+    let options = PromotionOptions {
+        record: Some(PromotionRecord {
+            new_index: "image-rec".into(),
+            new_filtered_index: "image-rec-filtered".into(),
+        }),
+        ..PromotionOptions::default()
+    };
+    assert!(!table_promoted_by(&*api, "image-rec").await.unwrap());
+
+    // Rolled back at the last stage: no record, so cleanup may delete the new indices.
+    let mut hook = |at: PromotionStage| {
+        if at == PromotionStage::ForeignKeysRestored {
+            Err(StepError::new(ErrorKind::Internal, "injected failure"))
+        } else {
+            Ok(())
+        }
+    };
+    promote_table_with_hook(api, MediaType::Image, &options, &mut hook)
+        .await
+        .unwrap_err();
+    assert!(!table_promoted_by(&*api, "image-rec").await.unwrap());
+
+    let report = promote_table_with(api, MediaType::Image, &options)
+        .await
+        .unwrap();
+    assert_eq!(report.rows, 40);
+    assert!(table_promoted_by(&*api, "image-rec").await.unwrap());
+    assert!(!table_promoted_by(&*api, "image-other").await.unwrap());
+}
+
+#[tokio::test]
 async fn a_database_error_midway_rolls_everything_back() {
     let mut dbs = TestDatabases::create().await;
     let api = &mut dbs.api;
@@ -644,6 +681,7 @@ async fn a_busy_live_table_is_a_transient_error_and_changes_nothing() {
         .unwrap();
     let options = PromotionOptions {
         lock_timeout: Duration::from_millis(200),
+        ..PromotionOptions::default()
     };
     let err = promote_table_with(&mut dbs.api, MediaType::Image, &options)
         .await

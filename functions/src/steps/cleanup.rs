@@ -269,8 +269,32 @@ async fn execute(ctx: &Context, plan: &CleanupPlan, database: bool) -> StepResul
             .await,
         );
     }
+    // Past the point of no return the promoted table's rows are in the new indices: they
+    // are what the roll-forward (or the operator's finish) moves the aliases onto.
+    let promoted = match plan.kind {
+        StateMachineKind::Refresh => match promoted_by_this_run(&secrets, plan).await {
+            Ok(promoted) => promoted,
+            Err(e) => {
+                keep(Err(e));
+                // Unknown: keeping an index is recoverable, deleting a promoted one is not.
+                true
+            }
+        },
+        StateMachineKind::FilteredIndex => false,
+    };
+    if promoted {
+        output.kept_indices = plan.indices.clone();
+        output.skipped = Some(format!(
+            "the run promoted the {} table (the point of no return): its new indices {} are kept for the aliases to be moved onto",
+            plan.media,
+            plan.indices.join(", ")
+        ));
+    }
     keep(
         async {
+            if promoted {
+                return Ok(());
+            }
             let search = SearchClient::from_secrets(&secrets)?;
             // A worker still shutting down may send one more bulk request, which would
             // re-create a deleted index with dynamic mappings.
@@ -298,6 +322,17 @@ async fn execute(ctx: &Context, plan: &CleanupPlan, database: bool) -> StepResul
             Ok(output)
         }
     }
+}
+
+async fn promoted_by_this_run(
+    secrets: &refresh_core::settings::Secrets,
+    plan: &CleanupPlan,
+) -> StepResult<bool> {
+    let Some(new_index) = plan.indices.first() else {
+        return Ok(false);
+    };
+    let api = api_db(secrets).await?;
+    refresh_core::pg::promote::table_promoted_by(&api, new_index).await
 }
 
 #[cfg(test)]

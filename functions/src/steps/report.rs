@@ -5,12 +5,13 @@ use crate::runtime::parse_input;
 use crate::Context;
 use refresh_core::error::StepResult;
 use refresh_core::input::RefreshParams;
-use refresh_core::report::{compare, Counts, RefreshReport};
+use refresh_core::report::{compare, Counts, GuardChecks, RefreshReport};
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 
-/// `{params, before, after}`: count_documents' outputs before and after.
+/// `{params, before, after, guards?}`: count_documents' outputs before and after, and the
+/// outputs of the checks that ran before promotion.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportInput {
@@ -18,6 +19,8 @@ pub struct ReportInput {
     pub params: RefreshParams,
     pub before: Counts,
     pub after: Counts,
+    #[serde(default)]
+    pub guards: GuardChecks,
 }
 
 pub fn parse(payload: Value) -> StepResult<ReportInput> {
@@ -34,6 +37,7 @@ pub async fn handle(_ctx: Arc<Context>, input: ReportInput) -> StepResult<Refres
         total_after: input.after.total,
         delta,
         by_source,
+        guards: input.guards,
     };
     tracing::info!(report = ?report, "data refresh finished");
     Ok(report)

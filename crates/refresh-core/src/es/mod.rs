@@ -11,22 +11,26 @@ pub mod alias;
 pub mod bulk;
 pub mod counts;
 pub mod index;
+pub mod preflight;
 pub mod reindex;
+pub mod search_guard;
 pub mod terms;
 
 pub use alias::{
-    delete_indices, delete_unaliased, indices_of_alias, promote_alias, AliasPromotion,
-    DeletedIndices, RemovedIndices,
+    delete_indices, delete_unaliased, indices_of_alias, promote_alias, promote_aliases,
+    AliasPromotion, AliasesPromotion, DeletedIndices, RemovedIndices,
 };
 pub use counts::{count_documents, count_documents_paged, DocumentCounts};
 pub use index::{
     create_index, create_index_like, finish_index, index_body, index_health, CreatedIndex,
     IndexHealth,
 };
+pub use preflight::{promotion_preflight, PreflightReport};
 pub use reindex::{
     cancel_reindex_into, get_task, sensitive_terms_query, start_filtered_reindex,
     FilteredReindexStarted, ReindexOptions, Slices, TaskStatus,
 };
+pub use search_guard::{check_search_guard, SearchGuardReport};
 pub use terms::{load_sensitive_terms, parse_sensitive_terms};
 
 use crate::error::{ErrorKind, StepError, StepResult};

@@ -17,6 +17,7 @@
 //!   stage that carries the live table's sequences over).
 
 mod reapply;
+mod record;
 mod sequences;
 mod shape;
 mod statement;
@@ -26,6 +27,7 @@ pub use reapply::{
     reapply_constraints, reapply_constraints_until, temp_name, ReappliedItem, ReapplyAction,
     ReapplyReport,
 };
+pub use record::{table_promoted_by, PromotionRecord};
 pub use shape::{table_shape, ConstraintInfo, IndexInfo, ReferencingForeignKey, TableShape};
 pub use swap::{
     promote_table, promote_table_with, promote_table_with_hook, PromotionOptions, PromotionReport,

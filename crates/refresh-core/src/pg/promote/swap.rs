@@ -3,6 +3,7 @@
 //! nothing.
 
 use super::reapply::temp_name;
+use super::record::{self, PromotionRecord};
 use super::sequences::move_sequences;
 use super::shape::{
     check_supported, owned_sequences, referencing_foreign_keys, table_comment_and_grants,
@@ -26,12 +27,15 @@ pub const DEFAULT_PROMOTION_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromotionOptions {
     pub lock_timeout: Duration,
+    /// Written in the transaction (the point of no return); a refresh always gives one.
+    pub record: Option<PromotionRecord>,
 }
 
 impl Default for PromotionOptions {
     fn default() -> Self {
         PromotionOptions {
             lock_timeout: DEFAULT_PROMOTION_LOCK_TIMEOUT,
+            record: None,
         }
     }
 }
@@ -101,6 +105,9 @@ pub async fn promote_table_with_hook(
     restore_foreign_keys(&tx, &plan.foreign_keys).await?;
     hook(PromotionStage::ForeignKeysRestored)?;
     let rows = check_promoted(&tx, &tables, &plan.live).await?;
+    if let Some(record) = &options.record {
+        record::write(&tx, media, record).await?;
+    }
     tx.commit().await.context("committing the promotion")?;
 
     let (live_table, temp_table) = (tables.live, tables.temp);
