@@ -301,7 +301,7 @@ async fn execute(ctx: &Context, plan: &CleanupPlan, database: bool) -> StepResul
             let remaining = crate::ec2::wait_until_gone(
                 &ctx.ec2(),
                 &plan.execution_arn,
-                WORKER_SHUTDOWN_WAIT,
+                crate::runtime::time_budget(WORKER_SHUTDOWN_WAIT),
             )
             .await?;
             if !remaining.is_empty() {
