@@ -150,7 +150,15 @@ def is_lambda_task(state: dict) -> bool:
 
 
 def is_sdk_task(state: dict) -> bool:
-    return state["Type"] == "Task" and state["Resource"].startswith("arn:aws:states:::aws-sdk:")
+    """An AWS API call: an SDK integration or an optimised one (sns:publish)."""
+    return state["Type"] == "Task" and (
+        state["Resource"].startswith("arn:aws:states:::aws-sdk:")
+        or state["Resource"] == "arn:aws:states:::sns:publish"
+    )
+
+
+def is_notification(name: str, state: dict) -> bool:
+    return state.get("Resource") == "arn:aws:states:::sns:publish"
 
 
 def iam_statements(template: dict):
@@ -554,6 +562,10 @@ def test_every_failure_after_the_concurrency_check_passes_cleanup(logical_id):
                 )
             continue
         if name == cleanup or name in cleanup_chain or name in GOES_ON_AFTER_FAILURE:
+            continue
+        if is_notification(name, state):
+            # A notification never fails the run: its Catch goes where its success would.
+            assert all(c["Next"] == state["Next"] or top[c["Next"]]["Type"] == "Pass" for c in state["Catch"]), name
             continue
         for c in state["Catch"]:
             # A path back through the failed state is its retry loop (the roll-forward).

@@ -15,7 +15,7 @@ pub const FILTERED_MACHINE_SUFFIX: &str = "-filtered-index";
 /// States a run passes before it may create anything: input preparation, validation and the
 /// concurrency check with its wait loop, in either machine. A run that entered no other
 /// state was refused.
-pub const ADMISSION_STATES: [&str; 10] = [
+pub const ADMISSION_STATES: [&str; 11] = [
     "Prepare input",
     "Add execution context",
     "Validate input",
@@ -24,6 +24,7 @@ pub const ADMISSION_STATES: [&str; 10] = [
     "Keep waiting for the other run?",
     "Wait for the other run to finish",
     "Count conflict wait",
+    "Notify refused",
     "Refresh refused",
     "Rebuild refused",
 ];
