@@ -5,11 +5,12 @@ use crate::aws::{Aws, Machines};
 use crate::cleanup_check::{cleanup_seen, CleanupSeen};
 use crate::cli::{Cli, Command, HistoryArgs, ListArgs, StartArgs, StatusArgs, StopArgs};
 use crate::error::{exit_code_for, worst, CliError, EXIT_FAILED, EXIT_OK};
-use crate::follow::{out, sink, Mode, Sink, Tracker};
+use crate::follow::{follow, out, sink, Mode, Tracker};
 use crate::history::ExecutionInfo;
 use crate::interpret::replay;
 use crate::origin::{cli_execution_name, origin};
 use crate::render;
+use crate::source::Recorded;
 use crate::start::{build_input, validate, warnings};
 use crate::tables::{list_table, trend_table, ListRow, TrendRow};
 use chrono::Utc;
@@ -128,52 +129,6 @@ async fn start(
     })))
 }
 
-/// Polls until every tracker's execution ended (`Ok(false)`) or the deadline passed
-/// (`Ok(true)`).
-async fn follow(
-    aws: &Aws,
-    trackers: &mut [Tracker],
-    sink: &mut dyn Sink,
-    interval: Duration,
-    deadline: Option<tokio::time::Instant>,
-) -> Result<bool, CliError> {
-    loop {
-        for (index, tracker) in trackers.iter_mut().enumerate().filter(|(_, t)| !t.done) {
-            let events = aws
-                .events_after(&tracker.info.arn, tracker.last_id())
-                .await?;
-            let mut run_events = tracker.feed(&events);
-            if tracker.run.is_finished() {
-                let info = aws.describe(&tracker.info.arn).await?;
-                tracker.reconcile(info, &mut run_events);
-            } else if events.is_empty() {
-                // A quiet poll: make sure the execution has not ended without our seeing
-                // its last events (read them once more, then trust the description).
-                let info = aws.describe(&tracker.info.arn).await?;
-                if !info.is_running() {
-                    let late = aws
-                        .events_after(&tracker.info.arn, tracker.last_id())
-                        .await?;
-                    run_events.extend(tracker.feed(&late));
-                    tracker.reconcile(info, &mut run_events);
-                }
-            }
-            sink.events(index, tracker, &run_events);
-            if tracker.run.is_finished() {
-                tracker.done = true;
-                sink.finished(index, tracker, Utc::now());
-            }
-        }
-        if trackers.iter().all(|t| t.done) {
-            return Ok(false);
-        }
-        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-            return Ok(true);
-        }
-        tokio::time::sleep(interval).await;
-    }
-}
-
 /// The execution to show when none is named: the newest running one of either machine,
 /// else the newest refresh.
 async fn default_execution(aws: &Aws, machines: &Machines) -> Result<ExecutionInfo, CliError> {
@@ -205,6 +160,9 @@ async fn status(
     interval: Duration,
     args: StatusArgs,
 ) -> Result<u8, CliError> {
+    if let Some(path) = &args.replay {
+        return replay_file(path, mode, interval, args.follow).await;
+    }
     let aws = Aws::connect().await;
     let machines = aws.machines(stack).await?;
     let info = match &args.execution {
@@ -234,6 +192,46 @@ async fn status(
     Ok(exit_code_for(run.result()))
 }
 
+/// `status --replay FILE`: a recorded run (`{"describe", "history"}`) shown as `status`
+/// would, or unfolding as `--follow` would, without AWS.
+async fn replay_file(
+    path: &str,
+    mode: Mode,
+    interval: Duration,
+    live: bool,
+) -> Result<u8, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("--replay {path}: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::Usage(format!("--replay {path}: not JSON: {e}")))?;
+    let (info, events) = crate::history::recorded_run(&value)
+        .map_err(|e| CliError::Usage(format!("--replay {path}: {e}")))?;
+    if live {
+        let source = Recorded::new(info, events, 20);
+        let info = source.info_now();
+        let label = info.name.clone();
+        let mut trackers = vec![Tracker::new(info, label)];
+        let mut sink = sink(mode, false);
+        follow(&source, &mut trackers, sink.as_mut(), interval, None).await?;
+        return Ok(exit_code_for(trackers[0].run.result()));
+    }
+    let (run, run_events) = replay(&info, &events);
+    let now = info
+        .stop
+        .or(events.last().map(|e| e.timestamp))
+        .unwrap_or_else(Utc::now);
+    if mode == Mode::Json {
+        for event in &run_events {
+            out(&render::json_line(&info.name, event));
+        }
+        out(&render::json_status(&run));
+    } else {
+        let origin = origin(&info.name, run.input.as_ref()).label();
+        out(render::summary(&run, Some(origin), now).trim_end());
+    }
+    Ok(exit_code_for(run.result()))
+}
+
 async fn list(stack: &str, json: bool, args: ListArgs) -> Result<u8, CliError> {
     let aws = Aws::connect().await;
     let machines = aws.machines(stack).await?;
@@ -249,7 +247,7 @@ async fn list(stack: &str, json: bool, args: ListArgs) -> Result<u8, CliError> {
     for machine in machines.both() {
         candidates.extend(aws.list_executions(machine, fetch).await?);
     }
-    candidates.sort_by(|a, b| b.1.cmp(&a.1));
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.1));
     let mut rows = Vec::new();
     for (arn, _) in candidates {
         if rows.len() >= limit {
@@ -325,9 +323,15 @@ async fn stop(stack: &str, json: bool, interval: Duration, args: StopArgs) -> Re
     let machines = aws.machines(stack).await?;
     let info = aws.resolve_execution(&machines, &args.execution).await?;
     let arn = info.arn.clone();
-    // The cleanup's log is read from a little before the stop: LocalStack's and AWS's
-    // clocks and ours may differ by a second or two.
-    let since = Utc::now() - chrono::Duration::seconds(30);
+    // The cleanup's log is read from a little before the end (ours, or the recorded one
+    // of an execution already over, so `stop --wait` on it checks its cleanup): the
+    // service's clock and ours may differ by a few seconds.
+    let ended = if info.is_running() {
+        Utc::now()
+    } else {
+        info.stop.unwrap_or_else(Utc::now)
+    };
+    let since = ended - chrono::Duration::seconds(30);
     if info.is_running() {
         aws.stop(&arn, "stopped with `refresh stop`").await?;
         say(
@@ -347,12 +351,12 @@ async fn stop(stack: &str, json: bool, interval: Duration, args: StopArgs) -> Re
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
     let cleanup_function = aws.cleanup_function(stack, &machines).await;
-    let mut status_seen: Option<String> = None;
+    let mut ended: Option<String> = None;
     let mut workers_gone = false;
     let mut cleanup: Option<CleanupSeen> = None;
-    let mut last_failure_said: Option<String> = None;
+    let mut failure_said: Option<String> = None;
     loop {
-        if status_seen.is_none() {
+        if ended.is_none() {
             let now = aws.describe(&arn).await?;
             if !now.is_running() {
                 say(
@@ -360,12 +364,11 @@ async fn stop(stack: &str, json: bool, interval: Duration, args: StopArgs) -> Re
                     serde_json::json!({"event": "execution_ended", "status": now.status}),
                     &format!("execution {}", now.status),
                 );
-                status_seen = Some(now.status);
+                ended = Some(now.status);
             }
         }
-        if status_seen.is_some() && !workers_gone {
-            let remaining = aws.instances_not_gone(&arn).await?;
-            if remaining.is_empty() {
+        if let Some(status) = ended.as_deref() {
+            if !workers_gone && aws.instances_not_gone(&arn).await?.is_empty() {
                 say(
                     json,
                     serde_json::json!({"event": "workers_gone"}),
@@ -373,77 +376,83 @@ async fn stop(stack: &str, json: bool, interval: Duration, args: StopArgs) -> Re
                 );
                 workers_gone = true;
             }
-        }
-        if status_seen.is_some()
-            && !matches!(
-                cleanup,
-                Some(CleanupSeen::Done(_) | CleanupSeen::Skipped(_))
-            )
-        {
-            if let Ok(function) = &cleanup_function {
-                if let Some(lines) = aws.function_log_since(function, since).await? {
-                    match cleanup_seen(&lines, &arn) {
-                        Some(CleanupSeen::Failed(error)) => {
-                            if last_failure_said.as_deref() != Some(error.as_str()) {
+            // A run that succeeded promoted what it built: the rule has nothing to do.
+            let needs_rule = status != "SUCCEEDED";
+            let known = |c: &Option<CleanupSeen>| {
+                matches!(c, Some(CleanupSeen::Done(_) | CleanupSeen::Skipped(_)))
+            };
+            if needs_rule && !known(&cleanup) {
+                if let Ok(function) = &cleanup_function {
+                    if let Some(lines) = aws.function_log_since(function, since).await? {
+                        match cleanup_seen(&lines, &arn) {
+                            Some(CleanupSeen::Failed(error))
+                                if failure_said.as_deref() != Some(error.as_str()) =>
+                            {
                                 say(
                                     json,
                                     serde_json::json!({"event": "cleanup_error", "error": error}),
-                                    &format!("a cleanup invocation failed (the rule retries it): {error}"),
+                                    &format!(
+                                        "a cleanup invocation failed since the stop (the rule retries it): {error}"
+                                    ),
                                 );
-                                last_failure_said = Some(error);
+                                failure_said = Some(error);
+                            }
+                            Some(CleanupSeen::Failed(_)) | None => {}
+                            Some(seen) => {
+                                let text = match &seen {
+                                    CleanupSeen::Skipped(why) => {
+                                        format!("cleanup had nothing to do: {why}")
+                                    }
+                                    CleanupSeen::Done(what) | CleanupSeen::Failed(what) => {
+                                        format!("cleanup done: {what}")
+                                    }
+                                };
+                                say(
+                                    json,
+                                    serde_json::json!({"event": "cleanup", "result": text}),
+                                    &text,
+                                );
+                                cleanup = Some(seen);
                             }
                         }
-                        Some(seen) => {
-                            let text = match &seen {
-                                CleanupSeen::Done(what) => format!("cleanup done: {what}"),
-                                CleanupSeen::Skipped(why) => {
-                                    format!("cleanup had nothing to do: {why}")
-                                }
-                                CleanupSeen::Failed(_) => String::new(),
-                            };
-                            say(
-                                json,
-                                serde_json::json!({"event": "cleanup", "result": text}),
-                                &text,
-                            );
-                            cleanup = Some(seen);
-                        }
-                        None => {}
                     }
                 }
             }
-        }
-        let cleanup_known = matches!(
-            cleanup,
-            Some(CleanupSeen::Done(_) | CleanupSeen::Skipped(_))
-        );
-        if status_seen.is_some() && workers_gone && (cleanup_known || cleanup_function.is_err()) {
-            if let Err(why) = &cleanup_function {
-                say(
-                    json,
-                    serde_json::json!({"event": "cleanup_not_checked", "reason": why}),
-                    &format!(
-                        "not verified: temp table and unpromoted indices (the cleanup function is unknown: {why})"
-                    ),
-                );
-            } else {
+            if workers_gone && (!needs_rule || known(&cleanup)) {
+                let text = if needs_rule {
+                    "clean: no worker instance, temp table or unpromoted index is left"
+                } else {
+                    "clean: the run succeeded (its table and indices were promoted) and no worker is left"
+                };
                 say(
                     json,
                     serde_json::json!({"event": "clean", "execution_arn": arn}),
-                    "clean: no worker instance, temp table or unpromoted index is left",
+                    text,
                 );
+                return Ok(EXIT_OK);
             }
-            return Ok(EXIT_OK);
+            if workers_gone {
+                if let Err(why) = &cleanup_function {
+                    say(
+                        json,
+                        serde_json::json!({"event": "cleanup_not_checked", "reason": why}),
+                        &format!(
+                            "workers gone; NOT verified: temp table and unpromoted indices (cannot read the cleanup function's log: {why})"
+                        ),
+                    );
+                    return Ok(EXIT_OK);
+                }
+            }
         }
         if tokio::time::Instant::now() >= deadline {
             let mut missing = Vec::new();
-            if status_seen.is_none() {
+            if ended.is_none() {
                 missing.push("the execution is still running");
             }
             if !workers_gone {
-                missing.push("worker instances are still not terminated");
+                missing.push("worker instances are not all terminated");
             }
-            if !cleanup_known {
+            if ended.as_deref() != Some("SUCCEEDED") && cleanup.is_none() {
                 missing.push("the cleanup function has logged no result for this execution");
             }
             return Err(CliError::Failed(format!(

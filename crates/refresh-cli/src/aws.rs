@@ -271,7 +271,7 @@ impl Aws {
                 _ => break,
             }
         }
-        found.sort_by(|a, b| b.1.cmp(&a.1));
+        found.sort_by_key(|f| std::cmp::Reverse(f.1));
         found.truncate(max);
         Ok(found)
     }

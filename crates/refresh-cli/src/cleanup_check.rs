@@ -167,6 +167,23 @@ mod tests {
         assert_eq!(cleanup_seen(&["not json".to_string()], ARN), None);
     }
 
+    /// Two lines as LocalStack recorded them for an operator stop (one JSON object a line).
+    #[test]
+    fn a_recorded_cleanup_after_a_stop_is_read() {
+        let arn = "arn:aws:states:us-east-1:000000000000:execution:data-refresh-data-refresh:e2e-operator-stop-28419-1796166997476";
+        let lines = vec![
+            r#"{"timestamp":"2026-12-01T23:16:46.222026Z","level":"INFO","message":"terminated indexer workers","execution":"arn:aws:states:us-east-1:000000000000:execution:data-refresh-data-refresh:e2e-operator-stop-28419-1796166997476","instances":"[\"i-7ddb19d5345bb0680\", \"i-00062db52d4e3f0c1\"]","spans":[{"requestId":"44234747-0579-4d99-a4bc-ab274ca8a168","name":"Lambda runtime invoke"}]}"#.to_string(),
+            r#"{"timestamp":"2026-12-01T23:16:48.498980Z","level":"INFO","message":"cleanup done","execution":"arn:aws:states:us-east-1:000000000000:execution:data-refresh-data-refresh:e2e-operator-stop-28419-1796166997476","output":"CleanupOutput { terminated_instances: [], dropped_temp_table: true, dropped_fdw_server: true, deleted_indices: [\"image-20261201231637\"], cancelled_tasks: [], kept_indices: [], skipped: None }","spans":[{"requestId":"44234747-0579-4d99-a4bc-ab274ca8a168","name":"Lambda runtime invoke"}]}"#.to_string(),
+        ];
+        assert_eq!(
+            cleanup_seen(&lines, arn),
+            Some(CleanupSeen::Done(
+                "dropped the temp table; deleted image-20261201231637".into()
+            ))
+        );
+        assert_eq!(cleanup_seen(&lines[..1], arn), None, "not done yet");
+    }
+
     #[test]
     fn nothing_left_is_said_as_such() {
         assert_eq!(

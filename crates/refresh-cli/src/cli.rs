@@ -152,6 +152,10 @@ pub struct StatusArgs {
     /// Keep following until the execution ends; the exit code is then its outcome.
     #[arg(long)]
     pub follow: bool,
+    /// Show a recorded run (`{"describe", "history"}` JSON) instead of asking AWS; with
+    /// --follow it unfolds a few events per --interval.
+    #[arg(long, value_name = "FILE", hide = true, conflicts_with = "execution")]
+    pub replay: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1,15 +1,18 @@
 //! Following executions: each poll's new history events go through the interpreter into
 //! the run and out through a sink: plain lines, JSON lines, or live bars on a terminal.
 
+use crate::error::CliError;
 use crate::history::{ExecutionInfo, HistoryEvent};
 use crate::interpret::Interpreter;
 use crate::model::{RangePhase, RangeView, Run, RunEvent};
 use crate::origin::origin;
 use crate::render;
+use crate::source::Source;
 use chrono::{DateTime, Utc};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::Write;
+use std::time::Duration;
 
 /// Writes a line to stdout; a closed pipe (`refresh list | head`) ends the program quietly.
 pub fn out(text: &str) {
@@ -267,16 +270,19 @@ impl Sink for BarsSink {
     }
 
     fn finished(&mut self, index: usize, tracker: &Tracker, now: DateTime<Utc>) {
-        for ((i, _), bar) in self.ranges.iter().filter(|((i, _), _)| *i == index) {
-            let _ = i;
-            if !bar.is_finished() {
-                bar.abandon();
-            }
-        }
-        if let Some(bar) = self.filtered.get(&index) {
-            if !bar.is_finished() {
-                bar.abandon();
-            }
+        // The summary lists every range: the run's bars make way for it.
+        let keys: Vec<(usize, u32)> = self
+            .ranges
+            .keys()
+            .filter(|(i, _)| *i == index)
+            .copied()
+            .collect();
+        let mut bars: Vec<ProgressBar> =
+            keys.iter().filter_map(|k| self.ranges.remove(k)).collect();
+        bars.extend(self.filtered.remove(&index));
+        for bar in bars {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
         }
         self.println("");
         let text = render::summary(&tracker.run, Some(tracker.origin_label()), now);
@@ -287,5 +293,51 @@ impl Sink for BarsSink {
 
     fn note(&mut self, text: &str) {
         self.println(text);
+    }
+}
+
+/// Polls until every tracker's execution ended (`Ok(false)`) or the deadline passed
+/// (`Ok(true)`).
+pub async fn follow<S: Source>(
+    source: &S,
+    trackers: &mut [Tracker],
+    sink: &mut dyn Sink,
+    interval: Duration,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<bool, CliError> {
+    loop {
+        for (index, tracker) in trackers.iter_mut().enumerate().filter(|(_, t)| !t.done) {
+            let events = source
+                .events_after(&tracker.info.arn, tracker.last_id())
+                .await?;
+            let mut run_events = tracker.feed(&events);
+            if tracker.run.is_finished() {
+                let info = source.describe(&tracker.info.arn).await?;
+                tracker.reconcile(info, &mut run_events);
+            } else if events.is_empty() {
+                // A quiet poll: make sure the execution has not ended without our seeing
+                // its last events (read them once more, then trust the description).
+                let info = source.describe(&tracker.info.arn).await?;
+                if !info.is_running() {
+                    let late = source
+                        .events_after(&tracker.info.arn, tracker.last_id())
+                        .await?;
+                    run_events.extend(tracker.feed(&late));
+                    tracker.reconcile(info, &mut run_events);
+                }
+            }
+            sink.events(index, tracker, &run_events);
+            if tracker.run.is_finished() {
+                tracker.done = true;
+                sink.finished(index, tracker, Utc::now());
+            }
+        }
+        if trackers.iter().all(|t| t.done) {
+            return Ok(false);
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            return Ok(true);
+        }
+        tokio::time::sleep(interval).await;
     }
 }

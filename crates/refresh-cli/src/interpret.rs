@@ -443,7 +443,7 @@ impl Interpreter {
             });
         }
         let (error, cause) = error_pair(&output["error"])?;
-        (error == "RecordDropTooLarge").then(|| RunEvent::DropGuard {
+        (error == "RecordDropTooLarge").then_some(RunEvent::DropGuard {
             time,
             verdict: Verdict::Refused,
             before: None,

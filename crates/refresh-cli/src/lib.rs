@@ -18,6 +18,7 @@ pub mod interpret;
 pub mod model;
 pub mod origin;
 pub mod render;
+pub mod source;
 pub mod stages;
 pub mod start;
 pub mod tables;

@@ -95,6 +95,8 @@ pub struct TrendRow {
     pub after: Option<u64>,
     pub max_drop_pct: Option<f64>,
     pub drop_guard_refused: bool,
+    /// The error a failed run ended with (its name: `RecordDropTooLarge`, …).
+    pub error: Option<String>,
     pub started_by: Origin,
 }
 
@@ -128,6 +130,11 @@ impl TrendRow {
                 .stages
                 .iter()
                 .any(|s| s.stage == Stage::DropGuard && s.outcome == Some(StageOutcome::Refused)),
+            error: run
+                .failure
+                .as_ref()
+                .map(|f| f.error.clone())
+                .filter(|e| !e.is_empty()),
             started_by: origin(&run.name, run.input.as_ref()),
         }
     }
@@ -153,8 +160,11 @@ pub const SLOW_FACTOR: f64 = 1.5;
 /// guard, a refusal.
 pub fn notes(row: &TrendRow, all: &[TrendRow]) -> Vec<String> {
     let mut notes = Vec::new();
-    if row.drop_guard_refused {
-        notes.push("drop guard refused".to_string());
+    match (row.result, row.error.as_deref()) {
+        (RunResult::Refused, Some(error)) => notes.push(format!("refused: {error}")),
+        (RunResult::Failed, Some(error)) => notes.push(format!("failed: {error}")),
+        (RunResult::Failed, None) if row.status == "ABORTED" => notes.push("stopped".into()),
+        _ => {}
     }
     if let (Some(before), Some(after)) = (row.before, row.after) {
         let drop = refresh_core::guard::drop_percent(before, after);
@@ -193,17 +203,17 @@ pub fn trend_table(media: &str, rows: &[TrendRow]) -> String {
         return format!("no {media} refreshes\n");
     }
     let mut out = format!(
-        "{:<21} {:<10} {:<11} {:>9} {:>9} {:>9} {:>12}   {:<12} {:>8}  {}\n",
+        "{:<21} {:<10} {:<11} {:<9} {:>9} {:>9} {:>9} {:>12}   {:<12} {:>9}  NOTES\n",
         "STARTED",
         "STATUS",
         "ENVIRONMENT",
+        "BY",
         "TOTAL",
         "COPY",
         "REINDEX",
         "BEFORE",
         "AFTER",
         "CHANGE",
-        "NOTES"
     );
     for row in rows {
         let opt_duration = |s: Option<f64>| s.map(fmt_duration).unwrap_or_else(|| "-".into());
@@ -213,12 +223,12 @@ pub fn trend_table(media: &str, rows: &[TrendRow]) -> String {
                 .unwrap_or_else(|| "new".into()),
             _ => "-".into(),
         };
-        let _ = writeln!(
-            out,
-            "{:<21} {:<10} {:<11} {:>9} {:>9} {:>9} {:>12} → {:<12} {:>8}  {}",
+        let line = format!(
+            "{:<21} {:<10} {:<11} {:<9} {:>9} {:>9} {:>9} {:>12} → {:<12} {:>9}  {}",
             row.start.map(fmt_time).unwrap_or_else(|| "?".into()),
             row.status,
             row.environment.as_deref().unwrap_or("?"),
+            row.started_by.label(),
             opt_duration(row.seconds),
             opt_duration(row.copy_seconds),
             opt_duration(row.reindex_seconds),
@@ -227,6 +237,7 @@ pub fn trend_table(media: &str, rows: &[TrendRow]) -> String {
             change,
             notes(row, rows).join("; ")
         );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     out
 }
@@ -256,6 +267,7 @@ mod tests {
             after: Some(after),
             max_drop_pct: Some(10.0),
             drop_guard_refused: false,
+            error: None,
             started_by: Origin::Cli,
         }
     }

@@ -14,6 +14,7 @@ use refresh_cli::render::{
     json_line, plain_line, range_bar_message, range_prefix, report_block, summary,
 };
 use refresh_cli::stages::Stage;
+use refresh_cli::tables::{list_table, notes, trend_table, ListRow, TrendRow};
 
 fn load(name: &str) -> (ExecutionInfo, Vec<HistoryEvent>) {
     let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
@@ -293,4 +294,61 @@ fn following_in_pieces_equals_replaying_and_shows_live_progress() {
     }
     let followed = tracker.run.clone();
     assert_eq!(followed, replayed);
+}
+
+/// `history` and `list` over the recorded runs, newest first as the commands show them.
+#[test]
+fn history_and_list_tables() {
+    let names = [
+        "queued",
+        "success",
+        "failed_es_lost",
+        "aborted",
+        "overridden_drop",
+        "refused_drop_guard",
+        "retried_range",
+        "refused_bad_input",
+    ];
+    let mut runs: Vec<(ExecutionInfo, Run)> = names
+        .iter()
+        .map(|name| {
+            let (info, events) = load(name);
+            let (run, _) = replay(&info, &events);
+            (info, run)
+        })
+        .collect();
+    runs.sort_by_key(|r| std::cmp::Reverse(r.0.start));
+    let rows: Vec<TrendRow> = runs
+        .iter()
+        .map(|(_, run)| TrendRow::from_run(run))
+        .collect();
+    let table = trend_table("image", &rows);
+    insta::assert_snapshot!("history_table", table);
+    let refused = rows
+        .iter()
+        .find(|r| r.name.starts_with("e2e-drop-refused"))
+        .expect("the refused run");
+    assert_eq!(notes(refused, &rows), ["refused: RecordDropTooLarge"]);
+    let overridden = rows
+        .iter()
+        .find(|r| r.name.starts_with("e2e-drop-overridden"))
+        .expect("the overridden run");
+    assert!(
+        notes(overridden, &rows)
+            .iter()
+            .any(|n| n.starts_with("drop 96.8% > 10% limit")),
+        "{:?}",
+        notes(overridden, &rows)
+    );
+
+    let list: Vec<ListRow> = runs
+        .iter()
+        .map(|(info, _)| ListRow::from_info(info))
+        .collect();
+    let now = runs
+        .iter()
+        .filter_map(|(info, _)| info.stop)
+        .max()
+        .unwrap_or_default();
+    insta::assert_snapshot!("list_table", list_table(&list, now));
 }
