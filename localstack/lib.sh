@@ -42,7 +42,7 @@ PG_LOG=$LOG_DIR/postgres.log
 ES_LOG=$LOG_DIR/elasticsearch.log
 LS_LOG=$LOG_DIR/localstack.log
 
-LS_SERVICES=stepfunctions,lambda,ec2,events,scheduler,iam,sts,logs,secretsmanager,ssm,cloudformation,s3,sns,cloudwatch
+LS_SERVICES=stepfunctions,lambda,ec2,events,scheduler,iam,sts,logs,secretsmanager,ssm,cloudformation,s3,sns,sqs,cloudwatch
 
 # Never send loopback traffic through a proxy.
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost

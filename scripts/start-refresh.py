@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Starts data refresh executions in the deployed stack and follows them to the end.
 
-Prints each state as it is entered (with the reindex progress the workers report) and
-a summary per execution; exits non-zero unless every execution SUCCEEDED.
+Prints each state as it is entered (with the reindex progress the workers report, from the
+worker-range execution each range runs in) and a summary per execution; exits non-zero unless
+every execution SUCCEEDED.
 Run with the LocalStack venv's Python (it has boto3), after `. .local/env` and
 `. .local/stack.env`:
 
@@ -56,6 +57,26 @@ def describe_event(event):
     return None
 
 
+def started_child(event):
+    """The worker-range execution a TaskSubmitted event of startExecution.sync:2 started."""
+    if event["type"] != "TaskSubmitted":
+        return None
+    details = event.get("taskSubmittedEventDetails", {})
+    if details.get("resourceType") != "states":
+        return None
+    try:
+        return json.loads(details.get("output") or "{}").get("ExecutionArn")
+    except ValueError:
+        return None
+
+
+def new_events(sfn, arn, seen):
+    events = []
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
+        events.extend(page["events"])
+    return events[seen:], len(events)
+
+
 def main():
     args = parse_args()
     sfn = boto3.client("stepfunctions")
@@ -72,21 +93,29 @@ def main():
                                   name=f"{media}-{args.environment}-{int(time.time())}",
                                   input=json.dumps(execution_input))["executionArn"]
         print(f"[{media}] started {arn}", flush=True)
-        started[media] = {"arn": arn, "seen": 0, "status": "RUNNING"}
+        started[media] = {"arn": arn, "seen": 0, "status": "RUNNING", "children": {}}
 
     deadline = time.time() + args.timeout
     while any(e["status"] == "RUNNING" for e in started.values()) and time.time() < deadline:
         for media, execution in started.items():
             if execution["status"] != "RUNNING":
                 continue
-            events = []
-            for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution["arn"]):
-                events.extend(page["events"])
-            for event in events[execution["seen"]:]:
+            events, execution["seen"] = new_events(sfn, execution["arn"], execution["seen"])
+            for event in events:
                 line = describe_event(event)
                 if line:
                     print(f"[{media}] {line}", flush=True)
-            execution["seen"] = len(events)
+                child = started_child(event)
+                if child:
+                    execution["children"].setdefault(child, 0)
+            # Each range runs (and reports its worker's progress) in its own execution.
+            for child, seen in execution["children"].items():
+                events, execution["children"][child] = new_events(sfn, child, seen)
+                label = child.rsplit("-", 2)[-2:]
+                for event in events:
+                    line = describe_event(event)
+                    if line:
+                        print(f"[{media} {'-'.join(label)}] {line}", flush=True)
             execution["status"] = sfn.describe_execution(executionArn=execution["arn"])["status"]
         time.sleep(1)
 

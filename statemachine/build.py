@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "src"
 # src/<name>.json -> <name>.asl.json
-MACHINES = ("data-refresh", "filtered-index")
+MACHINES = ("data-refresh", "filtered-index", "worker-range")
 POLICIES_FILE = SRC / "retry-policies.json"
 SHARED_DIR = SRC / "shared"
 INCLUDE = "@include "

@@ -1,14 +1,18 @@
 //! Indexer worker instances on EC2: finding and terminating the ones an execution launched.
 //!
-//! The state machine tags every worker with `refresh:execution=<execution ARN>`; an aborted
-//! or timed-out execution never reaches its own terminate states, so cleanup finds its
-//! workers by that tag.
+//! The worker-range machine tags every worker with `refresh:execution=<data refresh
+//! execution ARN>` and `refresh:range-execution=<its own execution ARN>`; an aborted or
+//! timed-out execution never reaches its own terminate states, so cleanup finds the workers
+//! of a data refresh run, or of one range of it, by those tags.
 
 use aws_sdk_ec2::types::{Filter, InstanceStateName, Reservation};
 use refresh_core::error::{ErrorKind, StepError, StepResult};
 
-/// The tag naming the execution that launched a worker.
+/// The tag naming the data refresh execution a worker works for (the IAM conditions on
+/// launching and terminating match it too).
 pub const EXECUTION_TAG: &str = "refresh:execution";
+/// The tag naming the worker-range execution that launched a worker.
+pub const RANGE_EXECUTION_TAG: &str = "refresh:range-execution";
 
 /// States in which an instance still runs, or may run again, and so must be terminated.
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
@@ -19,15 +23,15 @@ const NOT_GONE_STATES: [&str; 5] = ["pending", "running", "stopping", "stopped",
 /// TerminateInstances takes at most this many ids per call.
 const TERMINATE_BATCH: usize = 1000;
 
-/// The DescribeInstances filters selecting the live workers of one execution.
+/// The DescribeInstances filters selecting the live workers of one data refresh execution.
 pub fn execution_filters(execution_arn: &str) -> Vec<Filter> {
-    filters_in_states(execution_arn, &LIVE_STATES)
+    filters_in_states(EXECUTION_TAG, execution_arn, &LIVE_STATES)
 }
 
-fn filters_in_states(execution_arn: &str, states: &[&str]) -> Vec<Filter> {
+fn filters_in_states(tag: &str, execution_arn: &str, states: &[&str]) -> Vec<Filter> {
     vec![
         Filter::builder()
-            .name(format!("tag:{EXECUTION_TAG}"))
+            .name(format!("tag:{tag}"))
             .values(execution_arn)
             .build(),
         Filter::builder()
@@ -39,7 +43,9 @@ fn filters_in_states(execution_arn: &str, states: &[&str]) -> Vec<Filter> {
 
 /// Waits until no worker of `execution_arn` is live or shutting down (a worker finishes its
 /// in-flight bulk requests on SIGTERM, and one landing after its index was deleted would
-/// re-create it). Returns the ids still not gone when `timeout` passed (empty: all gone).
+/// re-create it). A worker that is still live meanwhile (a launch that was in flight when
+/// its execution was stopped) is terminated too. Returns the ids still not gone when
+/// `timeout` passed (empty: all gone).
 pub async fn wait_until_gone(
     client: &aws_sdk_ec2::Client,
     execution_arn: &str,
@@ -49,12 +55,16 @@ pub async fn wait_until_gone(
     loop {
         let described = client
             .describe_instances()
-            .set_filters(Some(filters_in_states(execution_arn, &NOT_GONE_STATES)))
+            .set_filters(Some(filters_in_states(
+                EXECUTION_TAG,
+                execution_arn,
+                &NOT_GONE_STATES,
+            )))
             .send()
             .await
             .map_err(|e| ec2_error("DescribeInstances", &e))?;
-        let remaining: Vec<String> = described
-            .reservations()
+        let reservations = described.reservations();
+        let remaining: Vec<String> = reservations
             .iter()
             .flat_map(|r| r.instances())
             .filter(|i| {
@@ -68,6 +78,7 @@ pub async fn wait_until_gone(
         if remaining.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(remaining);
         }
+        terminate_ids(client, &live_instance_ids(reservations)).await?;
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
 }
@@ -89,14 +100,15 @@ pub fn live_instance_ids(reservations: &[Reservation]) -> Vec<String> {
     ids
 }
 
-/// Every live instance tagged with `execution_arn`, across all result pages.
-pub async fn find_execution_instances(
+/// Every live instance whose `tag` is `execution_arn`, across all result pages.
+async fn find_tagged_instances(
     client: &aws_sdk_ec2::Client,
+    tag: &str,
     execution_arn: &str,
 ) -> StepResult<Vec<String>> {
     let mut pages = client
         .describe_instances()
-        .set_filters(Some(execution_filters(execution_arn)))
+        .set_filters(Some(filters_in_states(tag, execution_arn, &LIVE_STATES)))
         .into_paginator()
         .send();
     let mut reservations = Vec::new();
@@ -107,13 +119,35 @@ pub async fn find_execution_instances(
     Ok(live_instance_ids(&reservations))
 }
 
-/// Terminates every live worker of `execution_arn`; returns the ids it asked EC2 to
-/// terminate (empty when there were none). Safe to repeat.
+/// Terminates every live worker of the data refresh execution `execution_arn` (all its
+/// ranges); returns the ids it asked EC2 to terminate (empty when there were none). Safe to
+/// repeat.
 pub async fn terminate_execution_instances(
     client: &aws_sdk_ec2::Client,
     execution_arn: &str,
 ) -> StepResult<Vec<String>> {
-    let ids = find_execution_instances(client, execution_arn).await?;
+    let ids = find_tagged_instances(client, EXECUTION_TAG, execution_arn).await?;
+    terminate_ids(client, &ids).await?;
+    if !ids.is_empty() {
+        tracing::info!(execution = execution_arn, instances = ?ids, "terminated indexer workers");
+    }
+    Ok(ids)
+}
+
+/// Terminates the live workers one worker-range execution launched, and no other.
+pub async fn terminate_range_execution_instances(
+    client: &aws_sdk_ec2::Client,
+    range_execution_arn: &str,
+) -> StepResult<Vec<String>> {
+    let ids = find_tagged_instances(client, RANGE_EXECUTION_TAG, range_execution_arn).await?;
+    terminate_ids(client, &ids).await?;
+    if !ids.is_empty() {
+        tracing::info!(execution = range_execution_arn, instances = ?ids, "terminated the range's indexer workers");
+    }
+    Ok(ids)
+}
+
+async fn terminate_ids(client: &aws_sdk_ec2::Client, ids: &[String]) -> StepResult<()> {
     for batch in ids.chunks(TERMINATE_BATCH) {
         match client
             .terminate_instances()
@@ -129,10 +163,7 @@ pub async fn terminate_execution_instances(
             Err(e) => return Err(ec2_error("TerminateInstances", &e)),
         }
     }
-    if !ids.is_empty() {
-        tracing::info!(execution = execution_arn, instances = ?ids, "terminated indexer workers");
-    }
-    Ok(ids)
+    Ok(())
 }
 
 /// After a batch failed because one id vanished, terminate the rest individually.
@@ -196,6 +227,8 @@ mod tests {
             filters[1].values(),
             ["pending", "running", "stopping", "stopped"]
         );
+        let range = filters_in_states(RANGE_EXECUTION_TAG, "arn:x", &LIVE_STATES);
+        assert_eq!(range[0].name(), Some("tag:refresh:range-execution"));
     }
 
     #[test]

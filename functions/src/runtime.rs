@@ -10,6 +10,7 @@ use serde_json::Value;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A step's failure: the name Retry/Catch match (`errorType`) and the operator's message.
 /// Besides the [`ErrorKind`] names, the worker steps fail as `WorkerTaskFailed` and
@@ -105,6 +106,29 @@ where
     result.inspect_err(|e| tracing::error!(error_type = e.name, error = %e.message, "step failed"))
 }
 
+tokio::task_local! {
+    /// When the running invocation will be killed (the Lambda's deadline).
+    static DEADLINE: Option<Instant>;
+}
+
+/// How long work started now may take: `cap`, but never past the invocation's deadline less
+/// a margin (a quarter of what is left, at least 5 s) to record progress and reply. The
+/// function timeout is a stack parameter, so steps must not assume 15 minutes.
+pub fn time_budget(cap: Duration) -> Duration {
+    let remaining = DEADLINE
+        .try_with(|deadline| *deadline)
+        .ok()
+        .flatten()
+        .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+    match remaining {
+        Some(remaining) => {
+            let margin = (remaining / 4).max(Duration::from_secs(5));
+            cap.min(remaining.saturating_sub(margin))
+        }
+        None => cap,
+    }
+}
+
 /// Serves `handler` under the Lambda runtime. A handler that could not be chosen (a
 /// missing or unknown step name) or a context that fails to build (bad configuration) fails
 /// every invocation with its error instead of crashing the runtime, so the state machine
@@ -125,8 +149,21 @@ where
     }
     let ready = &ready;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        // The runtime's deadline is wall-clock milliseconds; budgets are measured on Instant.
+        let remaining = Duration::from_millis(event.context.deadline)
+            .checked_sub(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default(),
+            )
+            .unwrap_or_default();
+        let deadline = Some(Instant::now() + remaining);
         match ready {
-            Ok((handler, context)) => handler(Arc::clone(context), event.payload).await,
+            Ok((handler, context)) => {
+                DEADLINE
+                    .scope(deadline, handler(Arc::clone(context), event.payload))
+                    .await
+            }
             Err(e) => Err(StepFailure {
                 name: e.kind.name(),
                 message: e.message.clone(),
@@ -139,6 +176,32 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_budget_keeps_a_margin_before_the_deadline() {
+        let cap = Duration::from_secs(600);
+        assert_eq!(
+            time_budget(cap),
+            cap,
+            "outside an invocation the cap applies"
+        );
+        let in_60s = Some(Instant::now() + Duration::from_secs(60));
+        let budget = DEADLINE.scope(in_60s, async { time_budget(cap) }).await;
+        assert!(
+            budget <= Duration::from_secs(45) && budget >= Duration::from_secs(44),
+            "{budget:?}"
+        );
+        let in_15min = Some(Instant::now() + Duration::from_secs(900));
+        assert_eq!(
+            DEADLINE.scope(in_15min, async { time_budget(cap) }).await,
+            cap
+        );
+        let passed = Some(Instant::now());
+        assert_eq!(
+            DEADLINE.scope(passed, async { time_budget(cap) }).await,
+            Duration::ZERO
+        );
+    }
     use serde::Deserialize;
 
     #[test]
@@ -161,6 +224,8 @@ mod tests {
             (ErrorKind::InvalidInput, "InvalidInput"),
             (ErrorKind::ConcurrencyConflict, "ConcurrencyConflict"),
             (ErrorKind::RecordDropTooLarge, "RecordDropTooLarge"),
+            (ErrorKind::SearchGuardFailed, "SearchGuardFailed"),
+            (ErrorKind::PromotionNotReady, "PromotionNotReady"),
             (ErrorKind::TransientDatabase, "TransientDatabaseError"),
             (ErrorKind::TransientSearch, "TransientSearchError"),
             (ErrorKind::InvalidState, "InvalidState"),

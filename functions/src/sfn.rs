@@ -1,5 +1,6 @@
-//! Step Functions adapter for the concurrency check: the RUNNING executions of the watched
-//! state machines, with their input (ListExecutions, every page, then DescribeExecution).
+//! Step Functions adapter: the RUNNING executions of the watched state machines, with their
+//! input (ListExecutions, every page, then DescribeExecution), for the concurrency check; and
+//! stopping the worker-range executions a data refresh run left running, for cleanup.
 
 use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::types::ExecutionStatus;
@@ -7,6 +8,7 @@ use refresh_core::concurrency::{
     start_date_from_epoch, ExecutionLister, RunningExecution, WatchedStateMachine,
 };
 use refresh_core::error::{ErrorKind, StepError, StepResult};
+use refresh_core::machines::root_execution_of;
 use serde_json::Value;
 
 /// Lists running executions through the Step Functions API.
@@ -84,6 +86,78 @@ impl ExecutionLister for SfnExecutionLister {
         }
         Ok(running)
     }
+}
+
+/// Stops every RUNNING execution of the worker-range machine `worker_range_arn` that works
+/// for the data refresh execution `root_execution_arn`; returns the ARNs it stopped.
+///
+/// Cleanup does this before it terminates the run's workers: a range execution still running
+/// (Step Functions stops a `.sync` child only on a best-effort basis, LocalStack not at all)
+/// would otherwise see its worker vanish and launch a new one for its next attempt.
+pub async fn stop_range_executions(
+    client: &aws_sdk_sfn::Client,
+    worker_range_arn: &str,
+    root_execution_arn: &str,
+) -> StepResult<Vec<String>> {
+    let mut stopped = Vec::new();
+    let mut pages = client
+        .list_executions()
+        .state_machine_arn(worker_range_arn)
+        .status_filter(ExecutionStatus::Running)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sfn_error("ListExecutions", &e))?;
+        for item in page.executions() {
+            let described = match client
+                .describe_execution()
+                .execution_arn(item.execution_arn())
+                .send()
+                .await
+            {
+                Ok(described) => described,
+                Err(SdkError::ServiceError(service))
+                    if service.err().code() == Some("ExecutionDoesNotExist") =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(sfn_error("DescribeExecution", &e)),
+            };
+            let input = Value::String(described.input().unwrap_or_default().to_string());
+            if root_execution_of(&input).as_deref() != Some(root_execution_arn) {
+                continue;
+            }
+            match client
+                .stop_execution()
+                .execution_arn(item.execution_arn())
+                .error("DataRefreshCleanup")
+                .cause(format!(
+                    "the data refresh execution {root_execution_arn} ended; its cleanup stops its ranges"
+                ))
+                .send()
+                .await
+            {
+                Ok(_) => stopped.push(item.execution_arn().to_string()),
+                Err(e) => {
+                    // Ended meanwhile: nothing left to stop.
+                    let still_running = client
+                        .describe_execution()
+                        .execution_arn(item.execution_arn())
+                        .send()
+                        .await
+                        .map(|d| d.status() == &ExecutionStatus::Running)
+                        .unwrap_or(true);
+                    if still_running {
+                        return Err(sfn_error("StopExecution", &e));
+                    }
+                }
+            }
+        }
+    }
+    if !stopped.is_empty() {
+        tracing::info!(execution = root_execution_arn, stopped = ?stopped, "stopped worker-range executions");
+    }
+    Ok(stopped)
 }
 
 /// A state machine ARN that does not exist or may not be listed is a deployment problem;

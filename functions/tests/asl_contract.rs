@@ -8,15 +8,15 @@
 //! side fails here instead of in a live execution.
 
 use refresh_core::es::{
-    AliasPromotion, CreatedIndex, DeletedIndices, DocumentCounts, FilteredReindexStarted,
-    IndexHealth, TaskStatus,
+    AliasPromotion, AliasesPromotion, CreatedIndex, DeletedIndices, DocumentCounts,
+    FilteredReindexStarted, IndexHealth, PreflightReport, SearchGuardReport, TaskStatus,
 };
 use refresh_core::guard::DropReport;
 use refresh_core::machines::ADMISSION_STATES;
 use refresh_core::pg::copy::CopyProgress;
 use refresh_core::pg::promote::{PromotionReport, ReapplyReport};
 use refresh_core::ranges::plan_ranges;
-use refresh_core::report::RefreshReport;
+use refresh_core::report::{BoundedCounts, RefreshReport, SOURCES_BUDGET_BYTES};
 use refresh_functions::steps::check_worker::WorkerHealth;
 use refresh_functions::steps::cleanup::CleanupOutput;
 use refresh_functions::steps::filter_tags::TagsFiltered;
@@ -26,46 +26,21 @@ use refresh_functions::worker_client::{
     SqlTaskProgress, SqlTaskStatus, TaskProgress, WorkerTaskStatus,
 };
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use support::{all_states, apply, at, load};
 
-const MACHINES: [(&str, &str); 2] = [
+mod support;
+
+const MACHINES: [(&str, &str); 3] = [
     ("data-refresh.asl.json", "stack-data-refresh"),
     ("filtered-index.asl.json", "stack-filtered-index"),
+    ("worker-range.asl.json", "stack-worker-range"),
 ];
+/// The machines that validate their input and hold an environment (the worker-range machine
+/// runs one range of a data refresh).
+const TOP_MACHINES: [(&str, &str); 2] = [MACHINES[0], MACHINES[1]];
 const ARN_PREFIX: &str = "arn:aws:states:us-east-1:000000000000";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("functions/ has a parent")
-        .to_path_buf()
-}
-
-fn load(file: &str) -> Value {
-    let path = root().join("statemachine").join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Every state by name, including the Map's item processor.
-fn all_states(definition: &Value) -> BTreeMap<String, Value> {
-    fn walk(states: &Map<String, Value>, found: &mut BTreeMap<String, Value>) {
-        for (name, state) in states {
-            found.insert(name.clone(), state.clone());
-            if let Some(inner) = state["ItemProcessor"]["States"].as_object() {
-                walk(inner, found);
-            }
-        }
-    }
-    let mut found = BTreeMap::new();
-    walk(
-        definition["States"].as_object().expect("States"),
-        &mut found,
-    );
-    found
-}
 
 /// `${CheckConcurrencyFunctionArn}` → `check_concurrency`.
 fn step_of(resource: &str) -> Option<String> {
@@ -101,6 +76,22 @@ fn sample(expression: &str, machine: &str) -> Value {
         "$.params" => sample_params(),
         "$$.Execution.Id" => json!(format!("{ARN_PREFIX}:execution:{machine}:run-1")),
         "$.params.media_type" => json!("image"),
+        "$.params.environment" => json!("staging"),
+        "$.params.new_index" => json!("image-init"),
+        "$.params.new_filtered_index" => json!("image-init-filtered"),
+        "$.record_drop" => {
+            json!({"before": 1000, "after": 990, "drop_pct": 1.0, "overridden": false})
+        }
+        "$.search_guard" => {
+            json!({"ran": true, "live_index": "image-old", "new_index": "image-init",
+                                   "min_ratio": 0.9, "overridden": false,
+                                   "queries": [{"name": "q", "live_hits": 10, "new_hits": 10, "ratio": 1.0, "passed": true}]})
+        }
+        "$.preflight" => {
+            json!({"indices": {"image-init": "green"}, "aliases": {"image": "image-old"},
+                                "disks": [{"node": "n", "used_pct": 50.0, "available_bytes": 10}],
+                                "high_watermark": "90%"})
+        }
         "States.Format('{}-filtered', $.params.media_type)" => json!("image-filtered"),
         "States.Array($.params.new_filtered_index)" => json!(["image-init-filtered"]),
         "$.copy.cursor" => Value::Null,
@@ -185,7 +176,10 @@ fn output_keys(step: &str) -> BTreeSet<String> {
     };
     match step {
         "validate_input" => keys(sample_params()),
-        "count_documents" => keys(DocumentCounts::default()),
+        "count_documents" => keys(BoundedCounts::new(
+            &DocumentCounts::default(),
+            SOURCES_BUDGET_BYTES,
+        )),
         "copy_data" => keys(CopyProgress {
             cursor: None,
             rows_copied: 0,
@@ -266,14 +260,34 @@ fn output_keys(step: &str) -> BTreeSet<String> {
             deleted: vec![],
             missing: vec![],
         }),
-        "report" => keys(RefreshReport {
-            media_type: "image".into(),
-            environment: "staging".into(),
+        "report" => keys(
+            RefreshReport::new(
+                "image",
+                "staging",
+                "image-init",
+                &DocumentCounts::default(),
+                &DocumentCounts::default(),
+                SOURCES_BUDGET_BYTES,
+            )
+            .0,
+        ),
+        "check_search_guard" => keys(SearchGuardReport {
+            ran: true,
+            live_index: Some("image-old".into()),
             new_index: "image-init".into(),
-            total_before: 0,
-            total_after: 0,
-            delta: 0,
-            by_source: BTreeMap::new(),
+            min_ratio: 0.9,
+            queries: vec![],
+            overridden: false,
+        }),
+        "preflight_promotion" => keys(PreflightReport {
+            indices: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+            disks: vec![],
+            high_watermark: "90%".into(),
+        }),
+        "promote_aliases" => keys(AliasesPromotion {
+            promotions: vec![],
+            previous_indices: vec![],
         }),
         "cleanup" => keys(CleanupOutput::default()),
         // Succeeds with `{}` or refuses with ConcurrencyConflict.
@@ -314,6 +328,8 @@ struct LambdaTask {
     step: String,
     payload: Value,
     result_slot: Option<String>,
+    /// The fields a `ResultSelector` keeps of the step's output: what the slot then holds.
+    selected: Option<BTreeMap<String, String>>,
 }
 
 fn lambda_tasks(file: &str, machine: &str) -> Vec<LambdaTask> {
@@ -340,11 +356,22 @@ fn lambda_tasks(file: &str, machine: &str) -> Vec<LambdaTask> {
             .as_str()
             .and_then(|p| p.strip_prefix("$."))
             .map(str::to_string);
+        let selected = state["ResultSelector"].as_object().map(|selector| {
+            selector
+                .iter()
+                .map(|(key, path)| {
+                    let key = key.strip_suffix(".$").expect("ResultSelector takes paths");
+                    let path = path.as_str().expect("a path").trim_start_matches("$.");
+                    (key.to_string(), path.to_string())
+                })
+                .collect()
+        });
         tasks.push(LambdaTask {
             state: name,
             step,
             payload,
             result_slot,
+            selected,
         });
     }
     tasks
@@ -388,15 +415,33 @@ fn every_lambda_task_payload_parses_with_its_step_input() {
 fn every_field_read_from_a_step_result_is_in_its_output() {
     for (file, machine) in MACHINES {
         let tasks = lambda_tasks(file, machine);
-        // Result slot → the steps writing it (Pass/SDK tasks writing the same slot excluded).
-        let mut writers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        // Result slot → the fields each step writing it leaves there (Pass/SDK tasks writing
+        // the same slot excluded): its output, or what its ResultSelector keeps of it.
+        let mut writers: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
         for task in &tasks {
-            if let Some(slot) = &task.result_slot {
-                writers
-                    .entry(slot.clone())
-                    .or_default()
-                    .insert(task.step.clone());
-            }
+            let Some(slot) = &task.result_slot else {
+                continue;
+            };
+            let fields = match &task.selected {
+                None => output_keys(&task.step),
+                Some(selected) => {
+                    for path in selected.values() {
+                        assert!(
+                            output_keys(&task.step).contains(path),
+                            "{file} \"{}\" selects $.{path}, but {}'s output has no {path:?}",
+                            task.state,
+                            task.step
+                        );
+                    }
+                    selected.keys().cloned().collect()
+                }
+            };
+            writers
+                .entry(slot.clone())
+                .or_default()
+                .entry(task.step.clone())
+                .or_default()
+                .extend(fields);
         }
         let definition = load(file);
         let states = all_states(&definition);
@@ -426,11 +471,10 @@ fn every_field_read_from_a_step_result_is_in_its_output() {
             if other_writers.contains(slot) {
                 continue;
             }
-            for step in steps {
+            for (step, fields) in steps {
                 assert!(
-                    output_keys(step).contains(field),
-                    "{file} reads $.{path}, but {step}'s output has no {field:?} (it has {:?})",
-                    output_keys(step)
+                    fields.contains(field),
+                    "{file} reads $.{path}, but what {step} leaves there has no {field:?} (it has {fields:?})"
                 );
                 checked += 1;
             }
@@ -472,25 +516,102 @@ fn every_registered_step_is_called_and_its_output_known() {
 }
 
 #[test]
-fn map_items_are_the_planned_ranges() {
+fn map_items_reach_the_worker_range_execution_and_its_reindex_task() {
     let definition = load("data-refresh.asl.json");
     let map = &all_states(&definition)["Reindex ranges"];
     assert_eq!(map["ItemsPath"], "$.plan.ranges");
     assert!(output_keys("plan_ranges").contains("ranges"));
     let item = serde_json::to_value(plan_ranges(Some((1, 9)), 9, 2).unwrap().ranges[0]).unwrap();
-    // Each item is handed to start_reindex_task as `range`.
+    // The Map's item, as its ItemSelector builds it.
+    let iteration = json!({
+        "range": item,
+        "params": sample_params(),
+        "execution_id": format!("{ARN_PREFIX}:execution:stack-data-refresh:run-1"),
+    });
+    assert_eq!(
+        map["ItemSelector"],
+        json!({"range.$": "$$.Map.Item.Value", "params.$": "$.params", "execution_id.$": "$$.Execution.Id"})
+    );
+    // The child's input, as the iteration's task builds it.
+    let start = &map["ItemProcessor"]["States"][map["ItemProcessor"]["StartAt"].as_str().unwrap()];
+    assert_eq!(
+        start["Resource"],
+        "arn:aws:states:::states:startExecution.sync:2"
+    );
+    let mut template = start["Parameters"]["Input"].clone();
+    template
+        .as_object_mut()
+        .unwrap()
+        .remove("AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$");
+    let child_input = apply(&template, &iteration);
+    assert_eq!(
+        refresh_core::machines::root_execution_of(&child_input).as_deref(),
+        iteration["execution_id"].as_str(),
+        "cleanup finds the child by this field"
+    );
+    // The child's first state keeps range and params; its reindex task gets them.
+    let child = load("worker-range.asl.json");
+    let child_states = all_states(&child);
+    let prepared = &child_states[child["StartAt"].as_str().unwrap()]["Parameters"];
+    assert_eq!(
+        at(&child_input, prepared["range.$"].as_str().unwrap()),
+        &item
+    );
+    assert_eq!(
+        at(&child_input, prepared["params.$"].as_str().unwrap()),
+        &sample_params()
+    );
     let mut params = payload(
         &json!({"ip.$": "$.instance.ip", "params.$": "$.params"}),
-        "stack-data-refresh",
+        "stack-worker-range",
     );
     params["range"] = item;
     parse_step_input("start_reindex_task", params).unwrap();
 }
 
 #[test]
+fn the_map_keeps_what_the_worker_range_execution_outputs() {
+    let definition = load("data-refresh.asl.json");
+    let map = &all_states(&definition)["Reindex ranges"];
+    let start = &map["ItemProcessor"]["States"][map["ItemProcessor"]["StartAt"].as_str().unwrap()];
+    let child = load("worker-range.asl.json");
+    let (_, end) = all_states(&child)
+        .into_iter()
+        .find(|(_, s)| s["End"] == true)
+        .expect("the child ends in one state");
+    // What the child outputs, from a finished task's status (get_reindex_task's output).
+    let progress = json!({
+        "task_id": "t", "active": false, "model": "image", "target_index": "image-init",
+        "table_name": "temp_import_image", "start_id": 1, "end_id": 500, "progress": 100.0,
+        "rows_total": 500, "rows_processed": 500, "indexed": 490, "skipped": 10, "failed": 0,
+        "rows_per_second": 1000.0, "start_time": "2026-03-02T00:00:00Z",
+        "finish_time": "2026-03-02T00:00:01Z", "error": null, "first_errors": [], "done": true
+    });
+    for field in end["Parameters"]["task"].as_object().unwrap().values() {
+        let field = field.as_str().unwrap().trim_start_matches("$.progress.");
+        assert!(output_keys("get_reindex_task").contains(field), "{field}");
+    }
+    let state = json!({
+        "range": {"start_id": 1, "end_id": 500, "range_index": 0},
+        "attempt": 2, "worker": {"instance_id": "i-0123456789abcdef0"}, "progress": progress
+    });
+    let output = apply(&end["Parameters"], &state);
+    let described = json!({"ExecutionArn": format!("{ARN_PREFIX}:execution:stack-worker-range:x"), "Output": output});
+    let kept = apply(&start["ResultSelector"], &described);
+    for (key, value) in kept.as_object().unwrap() {
+        assert!(
+            !value.is_null(),
+            "the Map keeps {key}, which the child does not output"
+        );
+    }
+    assert_eq!(kept["task"]["indexed"], 490);
+    assert_eq!(kept["attempt"], 2);
+}
+
+#[test]
 fn cleanup_admission_states_exist_in_the_definitions() {
     let mut all = BTreeSet::new();
-    for (file, _) in MACHINES {
+    for (file, _) in TOP_MACHINES {
         all.extend(all_states(&load(file)).into_keys());
     }
     for name in ADMISSION_STATES {
@@ -500,7 +621,7 @@ fn cleanup_admission_states_exist_in_the_definitions() {
         );
     }
     // Whatever follows the concurrency check creates things: it must not count as admission.
-    for (file, _) in MACHINES {
+    for (file, _) in TOP_MACHINES {
         let states = all_states(&load(file));
         let next = states["Check concurrency"]["Next"].as_str().unwrap();
         assert!(!ADMISSION_STATES.contains(&next), "{file}: {next}");
@@ -508,14 +629,16 @@ fn cleanup_admission_states_exist_in_the_definitions() {
     // And the list is exactly what each machine passes before its first state that may
     // create something: from StartAt through the validation and concurrency Tasks (and their
     // wait loop and refusal), stopping at any other Task.
-    for (file, _) in MACHINES {
+    for (file, _) in TOP_MACHINES {
         let definition = load(file);
         let states = all_states(&definition);
         let mut admission = BTreeSet::new();
         let mut todo = vec![definition["StartAt"].as_str().unwrap().to_string()];
         while let Some(name) = todo.pop() {
             let state = &states[&name];
+            // Notifications create nothing.
             let creates = state["Type"] == "Task"
+                && state["Resource"] != "arn:aws:states:::sns:publish"
                 && !["Validate input", "Check concurrency"].contains(&name.as_str());
             if creates || !admission.insert(name.clone()) {
                 continue;
@@ -558,7 +681,7 @@ fn cleanup_admission_states_exist_in_the_definitions() {
 /// object, or let an input key overwrite `execution_id` / `start_time`.
 #[test]
 fn validate_input_gets_the_raw_input_and_the_context_apart() {
-    for (file, _) in MACHINES {
+    for (file, _) in TOP_MACHINES {
         let definition = load(file);
         let states = all_states(&definition);
         let prepare = &states["Prepare input"];

@@ -164,3 +164,32 @@ fn copy_cursor_round_trips_from_the_previous_call() {
     let input: CopyDataInput = parse_input(json!({"params": params(), "cursor": null})).unwrap();
     assert!(input.cursor.is_none());
 }
+
+#[test]
+fn report_counts_only_this_runs_new_index() {
+    use refresh_functions::steps::report;
+    let input =
+        report::parse(json!({"params": params(), "new_index": "audio-20260302000405"})).unwrap();
+    assert_eq!(input.new_index, "audio-20260302000405");
+    for other in [
+        "audio",
+        "audio-filtered",
+        "audio-20260302000405-filtered",
+        "image-20260302000405",
+    ] {
+        let err = report::parse(json!({"params": params(), "new_index": other})).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidInput, "{other}");
+        assert!(
+            err.message.contains("new_index"),
+            "{other}: {}",
+            err.message
+        );
+    }
+    // The counts it used to take are refused: the report counts both sides itself.
+    let err = report::parse(
+        json!({"params": params(), "new_index": "audio-20260302000405",
+        "before": {"total": 1}}),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("before"), "{}", err.message);
+}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 STATEMACHINE = ROOT / "statemachine"
-OUTPUTS = ("data-refresh.asl.json", "filtered-index.asl.json")
+OUTPUTS = ("data-refresh.asl.json", "filtered-index.asl.json", "worker-range.asl.json")
 
 
 def run_build(folder: Path, *args: str) -> subprocess.CompletedProcess:

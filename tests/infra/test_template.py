@@ -1,4 +1,4 @@
-"""Static checks of infra/template.yaml and the two state machine definitions.
+"""Static checks of infra/template.yaml and the three state machine definitions.
 
 These run offline (no AWS, no LocalStack): cfn-lint on the template as written and with
 the definitions inlined (so cfn-lint's ASL schema sees them), the SAM transform that
@@ -27,6 +27,23 @@ STEPS_REGISTRY = ROOT / "functions" / "src" / "steps" / "mod.rs"
 DEFINITIONS = {
     "DataRefreshStateMachine": ROOT / "statemachine" / "data-refresh.asl.json",
     "FilteredIndexStateMachine": ROOT / "statemachine" / "filtered-index.asl.json",
+    "WorkerRangeStateMachine": ROOT / "statemachine" / "worker-range.asl.json",
+}
+# The machines an operator or a schedule starts: each validates its input and cleans up.
+# The worker-range machine is started by the data refresh machine's Map, one execution per
+# range; its failures end the Map, whose Catch cleans up for it.
+TOP_LEVEL = ("DataRefreshStateMachine", "FilteredIndexStateMachine")
+WORKER_RANGE = "WorkerRangeStateMachine"
+START_RANGE_EXECUTION = "arn:aws:states:::states:startExecution.sync:2"
+# Errors of starting an execution that leave nothing started: the only ones a child-execution
+# Task may retry (a retry after States.TaskFailed would run a failed range again, past
+# RangeMaxAttempts).
+START_EXECUTION_RETRIABLE = {
+    "StepFunctions.ExecutionLimitExceeded",
+    "StepFunctions.ExecutionLimitExceededException",
+    "StepFunctions.ThrottlingException",
+    "StepFunctions.SdkClientException",
+    "StepFunctions.AWSStepFunctionsException",
 }
 # The state every failure of a definition must pass before it ends (after the point where
 # the run may have created something).
@@ -150,7 +167,19 @@ def is_lambda_task(state: dict) -> bool:
 
 
 def is_sdk_task(state: dict) -> bool:
-    return state["Type"] == "Task" and state["Resource"].startswith("arn:aws:states:::aws-sdk:")
+    """An AWS API call: an SDK integration or an optimised one (sns:publish)."""
+    return state["Type"] == "Task" and (
+        state["Resource"].startswith("arn:aws:states:::aws-sdk:")
+        or state["Resource"] == "arn:aws:states:::sns:publish"
+    )
+
+
+def is_notification(name: str, state: dict) -> bool:
+    return state.get("Resource") == "arn:aws:states:::sns:publish"
+
+
+def is_child_execution_task(state: dict) -> bool:
+    return state["Type"] == "Task" and state["Resource"] == START_RANGE_EXECUTION
 
 
 def iam_statements(template: dict):
@@ -355,7 +384,9 @@ def test_aborted_timed_out_and_failed_executions_trigger_cleanup():
     assert pattern["source"] == ["aws.states"]
     assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
     assert set(pattern["detail"]["status"]) == {"ABORTED", "TIMED_OUT", "FAILED"}
-    assert {"Ref": "DataRefreshStateMachine"} in pattern["detail"]["stateMachineArn"]
+    # Every machine: a stopped or timed-out worker-range execution never reaches its own
+    # terminate state, so its event must terminate its worker too.
+    assert pattern["detail"]["stateMachineArn"] == [{"Ref": logical_id} for logical_id in DEFINITIONS]
     assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["CleanupFunction", "Arn"]}
 
 
@@ -516,12 +547,21 @@ def test_every_task_retries_transient_errors_with_backoff_and_nothing_else(logic
             assert r.get("BackoffRate", 1.0) > 1.0 and r.get("MaxAttempts", 3) >= 2, f"{name}: no back-off"
         if is_lambda_task(task):
             assert TRANSIENT_LAMBDA_ERRORS <= retried, f"{name} misses {TRANSIENT_LAMBDA_ERRORS - retried}"
+        elif is_child_execution_task(task):
+            assert retried <= START_EXECUTION_RETRIABLE, f"{name} retries {retried - START_EXECUTION_RETRIABLE}"
+            assert "States.TaskFailed" not in retried, f"{name} would rerun a failed range"
         else:
             assert is_sdk_task(task), f"{name}: unknown resource {task['Resource']}"
             assert "States.TaskFailed" in retried, f"{name}: SDK errors are not retried"
 
 
-@pytest.mark.parametrize("logical_id", DEFINITIONS)
+# Tasks whose failure the run notes and goes on from, with why.
+GOES_ON_AFTER_FAILURE = {
+    "Delete old indices": "the site is fully promoted; an old index left behind is noted, not a failed refresh",
+}
+
+
+@pytest.mark.parametrize("logical_id", TOP_LEVEL)
 def test_every_failure_after_the_concurrency_check_passes_cleanup(logical_id):
     definition = load_definition(logical_id)
     top = definition["States"]
@@ -547,30 +587,35 @@ def test_every_failure_after_the_concurrency_check_passes_cleanup(logical_id):
                     f"{name}: a refused run must not clean up (it would drop the running run's temp table)"
                 )
             continue
-        if name == cleanup or name in cleanup_chain:
+        if name == cleanup or name in cleanup_chain or name in GOES_ON_AFTER_FAILURE:
+            continue
+        if is_notification(name, state):
+            # A notification never fails the run: its Catch goes where its success would.
+            assert all(c["Next"] == state["Next"] or top[c["Next"]]["Type"] == "Pass" for c in state["Catch"]), name
             continue
         for c in state["Catch"]:
-            bad = paths_avoiding(top, c["Next"], {cleanup})
+            # A path back through the failed state is its retry loop (the roll-forward).
+            bad = [p for p in paths_avoiding(top, c["Next"], {cleanup}) if name not in p]
             assert not bad, f"{name}: Catch path ends without cleanup: {bad}"
             checked += 1
     assert checked >= 5
 
 
-def test_every_map_iteration_path_after_launch_terminates_its_worker():
-    definition = load_definition("DataRefreshStateMachine")
-    (reindex,) = [s for s in definition["States"].values() if s["Type"] == "Map"]
-    processor = reindex["ItemProcessor"]
-    states = processor["States"]
+def test_every_worker_range_path_after_launch_terminates_its_worker():
+    definition = load_definition(WORKER_RANGE)
+    states = definition["States"]
     launches = [n for n, s in states.items() if s.get("Resource", "").endswith("ec2:runInstances")]
     terminates = {n for n, s in states.items() if s.get("Resource", "").endswith("ec2:terminateInstances")}
-    assert launches == [processor["StartAt"]] and len(terminates) == 1
+    assert len(launches) == 1 and len(terminates) == 1
     (launch,) = launches
-    # From a successful launch, every path to the end of the iteration - success, task
+    # Nothing before the launch can fail: the execution starts straight into it.
+    assert states[definition["StartAt"]]["Next"] == launch
+    # From a successful launch, every path to the end of the execution - success, task
     # error, time-out, Catch - passes the terminate state before it ends or launches again.
     bad = paths_avoiding(states, states[launch]["Next"], terminates | {launch})
-    assert not bad, f"iteration paths that leave a worker running: {bad}"
+    assert not bad, f"paths that leave a worker running: {bad}"
     # Every state after the launch catches everything (a missing Catch would end the
-    # iteration, and then the whole Map, without terminating).
+    # execution without terminating; the status change rule is the last resort).
     after_launch = reachable(states, states[launch]["Next"], {launch})
     for name in after_launch:
         state = states[name]
@@ -581,19 +626,58 @@ def test_every_map_iteration_path_after_launch_terminates_its_worker():
         assert c["Next"] in states
 
 
-def test_reindex_map_runs_at_most_worker_count_iterations_and_retries_one_range_alone():
+def test_worker_range_retries_one_range_and_tags_its_workers_for_both_cleanups():
+    states = load_definition(WORKER_RANGE)["States"]
+    (launch,) = [n for n, s in states.items() if s.get("Resource", "").endswith("ec2:runInstances")]
+    launch_params = states[launch]["Parameters"]
+    tags = {t["Key"]: t.get("Value.$") for spec in launch_params["TagSpecifications"] for t in spec["Tags"]}
+    assert {"refresh:execution", "refresh:range-execution", "refresh:media", "refresh:range", "Name"} <= set(tags)
+    # refresh:execution is the data refresh execution (its cleanup and the IAM conditions
+    # match it); refresh:range-execution is this execution (its own event's cleanup).
+    prepare = states[load_definition(WORKER_RANGE)["StartAt"]]["Parameters"]
+    assert prepare["execution_id.$"] == "$.root_execution_id" and tags["refresh:execution"] == "$.execution_id"
+    assert prepare["range_execution_id.$"] == "$$.Execution.Id"
+    assert tags["refresh:range-execution"] == "$.range_execution_id"
+    # The retry of a range is a loop back to the launch, carrying both ids.
+    into_launch = [n for n, s in states.items() if launch in successors(s, follow_catch=False)]
+    retries = [n for n in into_launch if n != load_definition(WORKER_RANGE)["StartAt"]]
+    assert retries, "a failed range is never retried on a fresh worker"
+    for name in retries:
+        assert {"execution_id.$", "range_execution_id.$"} <= set(states[name]["Parameters"]), name
+
+
+def test_reindex_map_runs_one_worker_range_execution_per_range_at_most_worker_count_at_once():
     definition = load_definition("DataRefreshStateMachine")
     (reindex,) = [s for s in definition["States"].values() if s["Type"] == "Map"]
     assert reindex["MaxConcurrencyPath"] == "$.params.worker_count"
     assert reindex["ItemsPath"] == "$.plan.ranges"
-    states = reindex["ItemProcessor"]["States"]
-    (launch,) = [n for n, s in states.items() if s.get("Resource", "").endswith("ec2:runInstances")]
-    launch_params = states[launch]["Parameters"]
-    tags = {t["Key"] for spec in launch_params["TagSpecifications"] for t in spec["Tags"]}
-    assert {"refresh:execution", "refresh:media", "refresh:range", "Name"} <= tags
-    # The retry of a range is a loop inside the iteration back to the launch.
-    into_launch = [n for n, s in states.items() if launch in successors(s, follow_catch=False)]
-    assert into_launch, "a failed range is never retried on a fresh worker"
+    assert reindex["ItemSelector"]["execution_id.$"] == "$$.Execution.Id"
+    processor = reindex["ItemProcessor"]
+    states = processor["States"]
+    start = states[processor["StartAt"]]
+    assert start["Resource"] == START_RANGE_EXECUTION
+    assert start["Parameters"]["StateMachineArn"] == "${WorkerRangeStateMachineArn}"
+    child_input = start["Parameters"]["Input"]
+    # The console links the child to its parent; the child tags its workers with the parent.
+    assert child_input["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$"] == "$$.Execution.Id"
+    assert child_input["root_execution_id.$"] == "$.execution_id"
+    child = load_definition(WORKER_RANGE)
+    prepared = child["States"][child["StartAt"]]["Parameters"]
+    read = {v.removeprefix("$.").split(".")[0] for v in prepared.values() if isinstance(v, str) and v.startswith("$.")}
+    assert read <= {k.removesuffix(".$") for k in child_input}, f"the child reads {read} of {set(child_input)}"
+    # Deterministic, so a retried start joins the running child instead of starting another.
+    assert "$.execution_id" in start["Parameters"]["Name.$"] and "$.range.range_index" in start["Parameters"]["Name.$"]
+    # Every way the iteration ends is the child's output or a Fail (the Map's Catch cleans up).
+    for name, state in states.items():
+        if name != processor["StartAt"]:
+            assert state["Type"] in ("Choice", "Pass", "Fail"), name
+    fails = [s for s in states.values() if s["Type"] == "Fail"]
+    assert {"$.child.execution.Error", "$.range_error.Error"} == {f["ErrorPath"] for f in fails}
+    # What the Map keeps of each child is what the child outputs.
+    (ends,) = [s for s in child["States"].values() if s.get("End")]
+    output = {k.removesuffix(".$") for k in ends["Parameters"]}
+    kept = {p.removeprefix("$.Output.") for p in start["ResultSelector"].values() if p.startswith("$.Output.")}
+    assert kept and kept <= output, f"the Map keeps {kept - output}, which the child does not output"
 
 
 def test_alarm_actions_are_re_enabled_on_every_path_after_disabling():
@@ -670,7 +754,7 @@ def test_every_polling_loop_is_bounded(logical_id):
         assert increments and limits, f"unbounded loop: {sorted(loop)}"
 
 
-@pytest.mark.parametrize("logical_id", DEFINITIONS)
+@pytest.mark.parametrize("logical_id", TOP_LEVEL)
 def test_validation_gets_the_execution_id_and_start_time(logical_id):
     text = DEFINITIONS[logical_id].read_text()
     definition = json.loads(text)
@@ -702,11 +786,16 @@ def test_lambda_tasks_only_pass_documented_fields():
         "StartFilteredReindex": {"params", "source_index"},
         "GetEsTask": {"task_id", "params"},
         "CheckRecordDrop": {"params", "before", "new_index"},
+        "CheckSearchGuard": {"params"},
         "ReapplyConstraints": {"params"},
+        "PreflightPromotion": {"params"},
         "PromoteTable": {"params"},
+        # Names only: it is also the operator's finish, typed by hand.
+        "PromoteAliases": {"media_type", "environment", "index", "filtered_index"},
         "PromoteAlias": {"alias", "index", "params"},
         "DeleteIndices": {"indices", "params"},
-        "Report": {"params", "before", "after"},
+        # Counts the live alias and the new index itself: no per-source list in the state.
+        "Report": {"params", "new_index", "guards"},
         "Cleanup": {"params", "execution_id"},
     }
     for logical_id in DEFINITIONS:
@@ -768,6 +857,11 @@ UNSCOPABLE = [
     # Tags only as part of RunInstances (on the resources it creates, whose ids are unknown).
     *[({"ec2:CreateTags"}, EC2_ARN + kind, lambda c: c == {"StringEquals": {"ec2:CreateAction": "RunInstances"}})
       for kind in ("instance/*", "volume/*", "network-interface/*")],
+    # startExecution.sync:2 waits on the child through an EventBridge rule that Step Functions
+    # creates and names; AWS documents this exact ARN for the .sync integration.
+    ({"events:PutTargets", "events:PutRule", "events:DescribeRule"},
+     "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule",
+     lambda c: True),
     # AlarmNames is a list parameter; CloudFormation cannot prefix each name into an ARN
     # (Fn::Join takes a literal delimiter). Only in the template when alarms are configured.
     ({"cloudwatch:DisableAlarmActions", "cloudwatch:EnableAlarmActions"},
@@ -878,6 +972,14 @@ def test_every_iam_resource_is_scoped_to_the_stacks_own_names():
         ("WatchWorkers", lambda s: s.update(Action=["ec2:DescribeInstances", "ec2:StopInstances"])),
         # A Ref to something that is not one of the template's resources.
         ("PassWorkerRole", lambda s: s.update(Resource={"Ref": "AWS::StackName"})),
+        # .sync may touch only the rule Step Functions manages, and start only this stack's
+        # worker-range executions.
+        ("SyncOnRangeExecutions", lambda s: s.update(Resource={
+            "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/*"})),
+        ("StartRangeExecutions", lambda s: s.update(Resource={
+            "Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:*"})),
+        ("StopLeftoverRangeExecutions", lambda s: s.update(Resource={
+            "Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:*"})),
     ],
 )
 def test_the_scope_check_fails_on_an_unscoped_or_foreign_resource(sid, mutation):

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use refresh_core::config::vars::REFRESH_SECRET_ID;
 use refresh_core::error::StepError;
+use refresh_core::es::{SearchSettings, SettingError};
 use refresh_core::pg::job::SessionSafeguards;
 use refresh_core::settings::CatalogFdw;
 use refresh_core::worker_api::MAX_SQL_PARALLELISM;
@@ -127,7 +128,9 @@ impl Cli {
 #[derive(Clone)]
 pub struct Secrets {
     pub api_db_url: String,
-    pub es_url: String,
+    /// The cluster and how to reach it: the refresh secret's `es_url`, `es_auth` and
+    /// `es_ca_cert`, validated by refresh-core exactly as for the Lambdas.
+    pub es: SearchSettings,
     pub worker_token: String,
     /// For the audio `finish_copy` job's audioset copy only: from the secret's `catalog_fdw`,
     /// or `CATALOG_FDW` (the same JSON object) for a worker started without a secret.
@@ -149,6 +152,9 @@ pub enum ConfigError {
     /// Reading or parsing the secret failed; the message names its id, never its value.
     #[error(transparent)]
     Secret(#[from] StepError),
+    /// `ES_URL` is not an http(s) URL; the reason never quotes it.
+    #[error("ES_URL {}", .0.reason)]
+    EsUrl(SettingError),
     #[error("WORKER_TOKEN must not be empty")]
     EmptyToken,
     /// The message names the field, never a value.
@@ -179,43 +185,136 @@ impl Secrets {
     /// `REFRESH_SECRET_ID`, when that is set.
     pub async fn load() -> Result<Secrets, ConfigError> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let mut api_db_url = env("API_DB_URL");
-        let mut es_url = env("ES_URL");
-        let mut worker_token = env("WORKER_TOKEN");
-        let mut catalog_fdw = env("CATALOG_FDW")
-            .map(|json| parse_catalog_fdw(&json))
-            .transpose()?;
-        if api_db_url.is_none()
-            || es_url.is_none()
-            || worker_token.is_none()
-            || catalog_fdw.is_none()
+        let mut shared = None;
+        if ["API_DB_URL", "ES_URL", "WORKER_TOKEN", "CATALOG_FDW"]
+            .iter()
+            .any(|name| env(name).is_none())
         {
             if let Some(secret_id) = env(REFRESH_SECRET_ID) {
                 let aws = aws_config::load_from_env().await;
-                let shared = refresh_core::secrets::load_secret(&aws, &secret_id).await?;
-                api_db_url = api_db_url.or(Some(shared.api_db_url.expose_secret().to_string()));
-                es_url = es_url.or(Some(shared.es_url.expose_secret().to_string()));
-                worker_token = worker_token.or(Some(shared.worker_token().to_string()));
-                catalog_fdw = catalog_fdw.or(Some(shared.catalog_fdw.clone()));
+                shared = Some(refresh_core::secrets::load_secret(&aws, &secret_id).await?);
             }
         }
-        let secrets = Secrets {
-            api_db_url: api_db_url.ok_or(ConfigError::Missing("API_DB_URL"))?,
-            es_url: es_url.ok_or(ConfigError::Missing("ES_URL"))?,
-            worker_token: worker_token.ok_or(ConfigError::Missing("WORKER_TOKEN"))?,
-            catalog_fdw,
+        Secrets::resolve(env, shared.as_ref())
+    }
+
+    /// Merges the environment (`env`) with the refresh secret (`shared`). The Elasticsearch
+    /// settings come whole from one side: `ES_URL` alone (a URL, for local runs and tests), or
+    /// the secret's `es_url` with its `es_auth` / `es_ca_cert` — never a mix, so an API key or
+    /// CA can only come from the secret and always goes with the URL it was written for.
+    pub fn resolve(
+        env: impl Fn(&str) -> Option<String>,
+        shared: Option<&refresh_core::settings::Secrets>,
+    ) -> Result<Secrets, ConfigError> {
+        let es = match env("ES_URL") {
+            Some(url) => SearchSettings::from_url(&url).map_err(ConfigError::EsUrl)?,
+            None => shared
+                .map(|s| s.es.clone())
+                .ok_or(ConfigError::Missing("ES_URL"))?,
         };
-        if secrets.worker_token.trim().is_empty() {
+        let api_db_url = env("API_DB_URL")
+            .or_else(|| shared.map(|s| s.api_db_url.expose_secret().to_string()))
+            .ok_or(ConfigError::Missing("API_DB_URL"))?;
+        let worker_token = env("WORKER_TOKEN")
+            .or_else(|| shared.map(|s| s.worker_token().to_string()))
+            .ok_or(ConfigError::Missing("WORKER_TOKEN"))?;
+        if worker_token.trim().is_empty() {
             return Err(ConfigError::EmptyToken);
         }
-        Ok(secrets)
+        // Only the audio audioset copy (a SQL task) needs it.
+        let catalog_fdw = match env("CATALOG_FDW") {
+            Some(json) => Some(parse_catalog_fdw(&json)?),
+            None => shared.map(|s| s.catalog_fdw.clone()),
+        };
+        Ok(Secrets {
+            api_db_url,
+            es,
+            worker_token,
+            catalog_fdw,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
+    const SHARED: &str = r#"{
+        "api_db_url": "postgres://api:db-pa55@db.internal/api",
+        "catalog_db_url": "postgres://cat:cat-pa55@catalog.internal/openledger",
+        "es_url": "https://es.internal:9243",
+        "es_auth": {"api_key_id": "key-id", "api_key": "key-secret"},
+        "worker_token": "tok-123",
+        "catalog_fdw": {"host": "c", "port": 5432, "dbname": "d", "user": "u", "password": "p"}
+    }"#;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn the_secret_gives_the_same_elasticsearch_settings_as_the_lambdas_get() {
+        let shared = refresh_core::settings::Secrets::from_json(SHARED).unwrap();
+        let secrets = Secrets::resolve(env(&[]), Some(&shared)).unwrap();
+        assert_eq!(secrets.es.to_string(), shared.es.to_string());
+        assert_eq!(secrets.es.to_string(), "https://es.internal:9243 (api key)");
+        assert_eq!(secrets.api_db_url, "postgres://api:db-pa55@db.internal/api");
+        assert_eq!(secrets.worker_token, "tok-123");
+        let debug = format!("{secrets:?}");
+        assert!(
+            !debug.contains("key-secret") && !debug.contains("pa55"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn es_url_in_the_environment_replaces_the_whole_elasticsearch_setting() {
+        let shared = refresh_core::settings::Secrets::from_json(SHARED).unwrap();
+        let secrets = Secrets::resolve(
+            env(&[("ES_URL", "http://127.0.0.1:19200"), ("WORKER_TOKEN", "t")]),
+            Some(&shared),
+        )
+        .unwrap();
+        // No API key or CA carried over to a URL they were not written for.
+        assert_eq!(secrets.es.to_string(), "http://127.0.0.1:19200");
+        assert_eq!(secrets.worker_token, "t");
+
+        let err = Secrets::resolve(
+            env(&[
+                ("ES_URL", "ftp://u:hunter2@h"),
+                ("API_DB_URL", "x"),
+                ("WORKER_TOKEN", "t"),
+            ]),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ES_URL must start with http:// or https://"
+        );
+    }
+
+    #[test]
+    fn missing_values_are_named() {
+        let err =
+            Secrets::resolve(env(&[("API_DB_URL", "x"), ("WORKER_TOKEN", "t")]), None).unwrap_err();
+        assert!(err.to_string().contains("set ES_URL"), "{err}");
+        let err = Secrets::resolve(
+            env(&[
+                ("ES_URL", "http://h:1"),
+                ("API_DB_URL", "x"),
+                ("WORKER_TOKEN", " "),
+            ]),
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::EmptyToken));
+    }
     #[test]
     fn sql_settings_have_their_documented_defaults_and_bounds() {
         let cli = Cli::parse_from(["indexer-worker"]);

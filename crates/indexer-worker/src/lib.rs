@@ -36,9 +36,10 @@ pub enum ExitReason {
 /// (up to the grace period) and records every unfinished task as failed.
 pub async fn run(cli: Cli, secrets: Secrets) -> anyhow::Result<ExitReason> {
     let pipeline = cli.pipeline_config();
-    // Credentials in the URL become basic auth, kept out of every message; the bulk
-    // requests' own timeout is `pipeline.bulk.request_timeout`.
-    let es = SearchClient::new(&secrets.es_url)?;
+    // Built from the refresh secret's es_url / es_auth / es_ca_cert exactly as the Lambdas
+    // build theirs; the bulk requests' own timeout is `pipeline.bulk.request_timeout`.
+    let es = SearchClient::from_settings(&secrets.es)?;
+    let es_description = secrets.es.to_string();
     let listener = TcpListener::bind(cli.bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.bind))?;
@@ -58,7 +59,7 @@ pub async fn run(cli: Cli, secrets: Secrets) -> anyhow::Result<ExitReason> {
         shutdown: shutdown.clone(),
         running: TaskTracker::new(),
     });
-    tracing::info!(bind = %cli.bind, es = %es.endpoint(), idle_shutdown_secs = cli.idle_shutdown_secs, "worker listening");
+    tracing::info!(bind = %cli.bind, es = %es_description, idle_shutdown_secs = cli.idle_shutdown_secs, "worker listening");
 
     let reason = Arc::new(std::sync::Mutex::new(ExitReason::Signal));
     tokio::spawn(wait_for_signal(shutdown.clone()));

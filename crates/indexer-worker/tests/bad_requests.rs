@@ -24,7 +24,13 @@ async fn malformed_task_bodies_are_refused_by_name_and_start_nothing() {
     // A serving pair of our own (never the shared `image` alias): an index behind an alias.
     let live_index = format!("{}live", fixture.index);
     let alias = format!("{}alias", fixture.index);
-    let r = http.put(format!("{es}/{live_index}")).send().await.unwrap();
+    // No replica: on the one-node local cluster a leftover with one would stay yellow.
+    let r = http
+        .put(format!("{es}/{live_index}"))
+        .json(&json!({"settings": {"number_of_replicas": 0}}))
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     let r = http
         .post(format!("{es}/_aliases"))

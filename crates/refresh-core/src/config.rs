@@ -6,6 +6,7 @@
 
 use crate::environment::Environment;
 use crate::error::{ErrorKind, StepError};
+use crate::guard::SearchGuardConfig;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::str::FromStr;
@@ -51,6 +52,7 @@ pub mod vars {
     pub const MAX_RECORD_DROP_PCT: &str = "MAX_RECORD_DROP_PCT";
     pub const TAG_FILTER_CONFIG: &str = "TAG_FILTER_CONFIG";
     pub const SENSITIVE_TERMS_URL: &str = "SENSITIVE_TERMS_URL";
+    pub const SEARCH_GUARD_CONFIG: &str = "SEARCH_GUARD_CONFIG";
     pub const REINDEX_THROTTLE_RPS: &str = "REINDEX_THROTTLE_RPS";
     pub const SERVING_REPLICAS: &str = "SERVING_REPLICAS";
     pub const SERVING_REFRESH_INTERVAL: &str = "SERVING_REFRESH_INTERVAL";
@@ -168,6 +170,8 @@ pub struct SearchConfig {
     pub reindex_throttle_rps: u32,
     /// File path, `s3://` or `http(s)://` location of the sensitive-terms list.
     pub sensitive_terms_url: Option<String>,
+    /// `SEARCH_GUARD_CONFIG` (JSON), or the built-in set when absent.
+    pub search_guard: SearchGuardConfig,
 }
 
 impl Default for SearchConfig {
@@ -179,6 +183,8 @@ impl Default for SearchConfig {
             audio_shards: DEFAULT_AUDIO_SHARDS,
             reindex_throttle_rps: DEFAULT_REINDEX_THROTTLE_RPS,
             sensitive_terms_url: None,
+            search_guard: SearchGuardConfig::builtin()
+                .expect("the built-in search guard configuration is tested to parse"),
         }
     }
 }
@@ -204,6 +210,16 @@ impl SearchConfig {
                 DEFAULT_REINDEX_THROTTLE_RPS,
             )?,
             sensitive_terms_url: non_empty(env, vars::SENSITIVE_TERMS_URL),
+            search_guard: match non_empty(env, vars::SEARCH_GUARD_CONFIG) {
+                Some(text) => SearchGuardConfig::parse(&text),
+                None => SearchGuardConfig::builtin(),
+            }
+            .map_err(|e| {
+                bad_value(
+                    vars::SEARCH_GUARD_CONFIG,
+                    &format!("is invalid: {}", e.message),
+                )
+            })?,
         })
     }
 }
@@ -427,6 +443,8 @@ mod tests {
             ("ROW_LIMIT_NON_PRODUCTION", "0"),
             ("MAX_RECORD_DROP_PCT", "150"),
             ("MAX_RECORD_DROP_PCT", "ten"),
+            ("SEARCH_GUARD_CONFIG", "{}"),
+            ("SEARCH_GUARD_CONFIG", r#"{"min_ratio": 2, "queries": []}"#),
             ("SERVING_REFRESH_INTERVAL", "soon"),
             ("IMAGE_SHARDS", "0"),
             ("WORKER_PORT", "70000"),

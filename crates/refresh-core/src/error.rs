@@ -13,6 +13,12 @@ pub enum ErrorKind {
     ConcurrencyConflict,
     /// The new data set is smaller than the drop guard allows. Never retried.
     RecordDropTooLarge,
+    /// The search guard: a representative query finds too few documents in the new index.
+    /// Never retried; `override_search_guard` promotes anyway.
+    SearchGuardFailed,
+    /// The pre-flight before the point of no return found the aliases could not be moved
+    /// (an index missing or not green, a block, a full disk, an alias on two indices).
+    PromotionNotReady,
     /// A connection or server error from PostgreSQL that may pass. Retried with back-off.
     TransientDatabase,
     /// A connection, 429 or 5xx error from Elasticsearch that may pass. Retried with back-off.
@@ -32,6 +38,8 @@ impl ErrorKind {
             ErrorKind::InvalidInput => "InvalidInput",
             ErrorKind::ConcurrencyConflict => "ConcurrencyConflict",
             ErrorKind::RecordDropTooLarge => "RecordDropTooLarge",
+            ErrorKind::SearchGuardFailed => "SearchGuardFailed",
+            ErrorKind::PromotionNotReady => "PromotionNotReady",
             ErrorKind::TransientDatabase => "TransientDatabaseError",
             ErrorKind::TransientSearch => "TransientSearchError",
             ErrorKind::InvalidState => "InvalidState",

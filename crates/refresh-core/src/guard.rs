@@ -1,7 +1,13 @@
-//! The drop guard: stop promotion when the new data set is much smaller than the live one.
+//! The guards before promotion. The drop guard stops it when the new data set is much smaller
+//! than the live one; the search guard (run by [`crate::es::search_guard`], configured here)
+//! when representative queries find much less in the new index: it catches a broken index (a
+//! wrong analyzer, a field that lost its values) that the count alone would let through.
 
-use crate::error::{ErrorKind, StepError};
+use crate::error::{ErrorKind, StepError, StepResult};
+use crate::media::MediaType;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeSet;
 
 /// What `check_record_drop` returns when promotion may go ahead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +68,94 @@ pub fn check_record_drop(
         drop_pct,
         overridden: too_large,
     })
+}
+
+/// The built-in set, used unless `SEARCH_GUARD_CONFIG` gives another.
+pub const BUILTIN_SEARCH_GUARD: &str = include_str!("../es/search-guard.json");
+
+/// The guard's configuration: the queries and the band a new index must stay in.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchGuardConfig {
+    /// Operators' notes; ignored.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// The least share of the live index's hits the new index must find, per query.
+    pub min_ratio: f64,
+    pub queries: Vec<GuardQuery>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardQuery {
+    pub name: String,
+    /// The media it runs for; every media when absent.
+    #[serde(default)]
+    pub media: Option<Vec<MediaType>>,
+    /// An Elasticsearch query (the `query` of a search body).
+    pub query: Value,
+}
+
+impl SearchGuardConfig {
+    pub fn builtin() -> StepResult<SearchGuardConfig> {
+        SearchGuardConfig::parse(BUILTIN_SEARCH_GUARD)
+    }
+
+    /// Parses and checks a configuration; errors name what is wrong.
+    pub fn parse(text: &str) -> StepResult<SearchGuardConfig> {
+        let config: SearchGuardConfig = serde_json::from_str(text).map_err(|e| {
+            StepError::new(
+                ErrorKind::Configuration,
+                format!("search guard configuration: {e}"),
+            )
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> StepResult<()> {
+        let bad = |message: String| {
+            Err(StepError::new(
+                ErrorKind::Configuration,
+                format!("search guard configuration: {message}"),
+            ))
+        };
+        if !(self.min_ratio > 0.0 && self.min_ratio <= 1.0) {
+            return bad(format!(
+                "min_ratio must be above 0 and at most 1, got {}",
+                self.min_ratio
+            ));
+        }
+        if self.queries.is_empty() {
+            return bad("queries is empty: the guard would check nothing".into());
+        }
+        let mut names = BTreeSet::new();
+        for query in &self.queries {
+            if query.name.trim().is_empty() {
+                return bad("a query has an empty name".into());
+            }
+            if !names.insert(query.name.as_str()) {
+                return bad(format!("two queries are named {:?}", query.name));
+            }
+            if !query.query.is_object() {
+                return bad(format!("query {:?}: query must be an object", query.name));
+            }
+            if query.media.as_ref().is_some_and(Vec::is_empty) {
+                return bad(format!("query {:?}: media is empty", query.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The queries that run for `media`.
+    pub fn queries_for(&self, media: MediaType) -> impl Iterator<Item = &GuardQuery> {
+        self.queries.iter().filter(move |query| {
+            query
+                .media
+                .as_ref()
+                .is_none_or(|only| only.contains(&media))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -144,5 +238,78 @@ mod tests {
         fn growth_never_trips(before in 0u64..u32::MAX as u64, growth in 0u64..1000, max in 0.0f64..=100.0) {
             prop_assert_eq!(check_record_drop(before, before + growth, max, false).unwrap().drop_pct, 0.0);
         }
+    }
+
+    #[test]
+    fn the_builtin_configuration_parses_and_covers_both_media() {
+        let config = SearchGuardConfig::builtin().unwrap();
+        assert_eq!(config.min_ratio, 0.9);
+        for media in [MediaType::Image, MediaType::Audio] {
+            let names: Vec<&str> = config.queries_for(media).map(|q| q.name.as_str()).collect();
+            assert!(names.len() >= 5, "{media}: {names:?}");
+            assert!(names.iter().any(|n| n.starts_with("source")), "{names:?}");
+        }
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_by_what_is_wrong() {
+        let cases = [
+            (
+                r#"{"min_ratio": 0, "queries": [{"name": "a", "query": {}}]}"#,
+                "min_ratio",
+            ),
+            (
+                r#"{"min_ratio": 1.5, "queries": [{"name": "a", "query": {}}]}"#,
+                "min_ratio",
+            ),
+            (r#"{"min_ratio": 0.9, "queries": []}"#, "queries is empty"),
+            (
+                r#"{"min_ratio": 0.9, "queries": [{"name": " ", "query": {}}]}"#,
+                "empty name",
+            ),
+            (
+                r#"{"min_ratio": 0.9, "queries": [{"name": "a", "query": {}}, {"name": "a", "query": {}}]}"#,
+                "two queries",
+            ),
+            (
+                r#"{"min_ratio": 0.9, "queries": [{"name": "a", "query": "x"}]}"#,
+                "object",
+            ),
+            (
+                r#"{"min_ratio": 0.9, "queries": [{"name": "a", "media": [], "query": {}}]}"#,
+                "media is empty",
+            ),
+            (
+                r#"{"min_ratio": 0.9, "queries": [{"name": "a", "media": ["video"], "query": {}}]}"#,
+                "video",
+            ),
+            (r#"{"min_ratio": 0.9, "queries": [], "extra": 1}"#, "extra"),
+            ("not json", "search guard configuration"),
+        ];
+        for (text, expected) in cases {
+            let err = SearchGuardConfig::parse(text).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Configuration, "{text}");
+            assert!(err.message.contains(expected), "{text}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn media_restricts_where_a_query_runs() {
+        let config = SearchGuardConfig::parse(
+            r#"{"min_ratio": 0.5, "queries": [
+                {"name": "both", "query": {"match_all": {}}},
+                {"name": "audio only", "media": ["audio"], "query": {"match_all": {}}}]}"#,
+        )
+        .unwrap();
+        let image: Vec<&str> = config
+            .queries_for(MediaType::Image)
+            .map(|q| q.name.as_str())
+            .collect();
+        let audio: Vec<&str> = config
+            .queries_for(MediaType::Audio)
+            .map(|q| q.name.as_str())
+            .collect();
+        assert_eq!(image, ["both"]);
+        assert_eq!(audio, ["both", "audio only"]);
     }
 }

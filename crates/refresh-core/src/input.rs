@@ -36,6 +36,8 @@ pub struct RefreshInput {
     #[serde(default)]
     pub override_record_drop: Option<bool>,
     #[serde(default)]
+    pub override_search_guard: Option<bool>,
+    #[serde(default)]
     pub row_limit: Option<u64>,
 }
 
@@ -56,6 +58,10 @@ pub struct RefreshParams {
     pub wait_if_busy: bool,
     pub max_record_drop_pct: f64,
     pub override_record_drop: bool,
+    /// Promote even when the search guard's queries find too little. Absent in a `P` written
+    /// before the field existed: the guard applies.
+    #[serde(default)]
+    pub override_search_guard: bool,
     /// `None`: no limit (always in production).
     pub row_limit: Option<u64>,
     pub worker_count: u32,
@@ -145,6 +151,7 @@ impl RefreshInput {
             wait_if_busy: self.wait_if_busy.unwrap_or(false),
             max_record_drop_pct,
             override_record_drop: self.override_record_drop.unwrap_or(false),
+            override_search_guard: self.override_search_guard.unwrap_or(false),
             row_limit,
             worker_count: defaults.worker_count(environment),
             launch_template,
@@ -260,6 +267,7 @@ mod tests {
         assert_eq!(params.new_filtered_index, "image-20260302000405-filtered");
         assert_eq!(params.temp_table, "temp_import_image");
         assert!(!params.skip_copy && !params.allow_concurrent && !params.override_record_drop);
+        assert!(!params.override_search_guard);
         assert!(
             !params.wait_if_busy,
             "an operator's run is refused, not queued"
@@ -276,10 +284,12 @@ mod tests {
         let params = validate(json!({
             "media_type": "audio", "environment": "staging", "index_suffix": "init",
             "skip_copy": true, "allow_concurrent": true, "max_record_drop_pct": 2.5,
-            "override_record_drop": true, "row_limit": 7, "wait_if_busy": true
+            "override_record_drop": true, "row_limit": 7, "wait_if_busy": true,
+            "override_search_guard": true
         }))
         .unwrap();
         assert!(params.wait_if_busy);
+        assert!(params.override_search_guard);
         assert_eq!(params.new_index, "audio-init");
         assert_eq!(params.new_filtered_index, "audio-init-filtered");
         assert!(params.skip_copy && params.allow_concurrent && params.override_record_drop);

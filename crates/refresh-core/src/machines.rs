@@ -1,21 +1,75 @@
-//! The two state machines as the code sees them: how their names end, which of their states
-//! come before a run can create anything, and how an execution ARN names its machine.
+//! The state machines as the code sees them: how their names end, which of their states
+//! come before a run can create anything, how an execution ARN names its machine, and which
+//! data refresh execution a worker-range execution works for.
 //!
 //! `functions/tests/asl_contract.rs` checks these against `statemachine/*.asl.json` and
 //! `infra/template.yaml`, so a renamed state or machine fails a test instead of a cleanup.
 
 use crate::concurrency::{StateMachineKind, WatchedStateMachine};
 use crate::error::{StepError, StepResult};
+use serde_json::Value;
 
 /// The data refresh machine's name ends with this (the template names it).
 pub const REFRESH_MACHINE_SUFFIX: &str = "-data-refresh";
 /// The filtered-index machine's name ends with this.
 pub const FILTERED_MACHINE_SUFFIX: &str = "-filtered-index";
+/// The worker-range machine's name ends with this: one execution per range of a data refresh,
+/// started by its reindex Map.
+pub const WORKER_RANGE_MACHINE_SUFFIX: &str = "-worker-range";
+/// The field of a worker-range execution's input naming the data refresh execution it works
+/// for (its workers carry that execution in their `refresh:execution` tag).
+pub const ROOT_EXECUTION_FIELD: &str = "root_execution_id";
+
+/// The stack's state machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Machine {
+    Refresh,
+    FilteredIndex,
+    WorkerRange,
+}
+
+impl Machine {
+    pub const ALL: [Machine; 3] = [
+        Machine::Refresh,
+        Machine::FilteredIndex,
+        Machine::WorkerRange,
+    ];
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Machine::Refresh => REFRESH_MACHINE_SUFFIX,
+            Machine::FilteredIndex => FILTERED_MACHINE_SUFFIX,
+            Machine::WorkerRange => WORKER_RANGE_MACHINE_SUFFIX,
+        }
+    }
+
+    /// Which machine a state machine ARN is, from its name.
+    pub fn of_arn(state_machine_arn: &str) -> StepResult<Machine> {
+        Machine::ALL
+            .into_iter()
+            .find(|m| state_machine_arn.ends_with(m.suffix()))
+            .ok_or_else(|| {
+                StepError::invalid_input(format!(
+                    "detail.stateMachineArn: {state_machine_arn:?} is not a …{REFRESH_MACHINE_SUFFIX}, …{FILTERED_MACHINE_SUFFIX} or …{WORKER_RANGE_MACHINE_SUFFIX} state machine"
+                ))
+            })
+    }
+
+    /// The machine as the concurrency rule sees it. `None` for the worker-range machine: its
+    /// executions are parts of a data refresh, never a run that holds an environment.
+    pub fn watched_kind(self) -> Option<StateMachineKind> {
+        match self {
+            Machine::Refresh => Some(StateMachineKind::Refresh),
+            Machine::FilteredIndex => Some(StateMachineKind::FilteredIndex),
+            Machine::WorkerRange => None,
+        }
+    }
+}
 
 /// States a run passes before it may create anything: input preparation, validation and the
 /// concurrency check with its wait loop, in either machine. A run that entered no other
 /// state was refused.
-pub const ADMISSION_STATES: [&str; 10] = [
+pub const ADMISSION_STATES: [&str; 11] = [
     "Prepare input",
     "Add execution context",
     "Validate input",
@@ -24,6 +78,7 @@ pub const ADMISSION_STATES: [&str; 10] = [
     "Keep waiting for the other run?",
     "Wait for the other run to finish",
     "Count conflict wait",
+    "Notify refused",
     "Refresh refused",
     "Rebuild refused",
 ];
@@ -35,36 +90,59 @@ pub fn got_past_admission<'a>(entered_states: impl IntoIterator<Item = &'a str>)
         .any(|name| !ADMISSION_STATES.contains(&name))
 }
 
-/// Which machine a state machine ARN is, from its name.
+/// Which of the two machines that hold an environment a state machine ARN is. A
+/// worker-range ARN is refused: its executions hold nothing of their own.
 pub fn machine_kind(state_machine_arn: &str) -> StepResult<StateMachineKind> {
-    if state_machine_arn.ends_with(REFRESH_MACHINE_SUFFIX) {
-        Ok(StateMachineKind::Refresh)
-    } else if state_machine_arn.ends_with(FILTERED_MACHINE_SUFFIX) {
-        Ok(StateMachineKind::FilteredIndex)
-    } else {
-        Err(StepError::invalid_input(format!(
-            "detail.stateMachineArn: {state_machine_arn:?} is neither a …{REFRESH_MACHINE_SUFFIX} nor a …{FILTERED_MACHINE_SUFFIX} state machine"
-        )))
-    }
+    let machine = Machine::of_arn(state_machine_arn)?;
+    machine.watched_kind().ok_or_else(|| {
+        StepError::invalid_input(format!(
+            "detail.stateMachineArn: {state_machine_arn:?} runs one range of a data refresh, not a refresh of its own"
+        ))
+    })
 }
 
-/// Both machines of the stack, from the ARN of either.
-pub fn watched_machines(state_machine_arn: &str) -> StepResult<Vec<WatchedStateMachine>> {
-    machine_kind(state_machine_arn)?;
+/// The ARN of the stack's `machine`, from the ARN of any of its machines.
+pub fn sibling_machine(state_machine_arn: &str, machine: Machine) -> StepResult<String> {
+    let own = Machine::of_arn(state_machine_arn)?;
     let stem = state_machine_arn
-        .strip_suffix(REFRESH_MACHINE_SUFFIX)
-        .or_else(|| state_machine_arn.strip_suffix(FILTERED_MACHINE_SUFFIX))
+        .strip_suffix(own.suffix())
         .unwrap_or(state_machine_arn);
-    Ok(vec![
-        WatchedStateMachine {
-            kind: StateMachineKind::Refresh,
-            arn: format!("{stem}{REFRESH_MACHINE_SUFFIX}"),
-        },
-        WatchedStateMachine {
-            kind: StateMachineKind::FilteredIndex,
-            arn: format!("{stem}{FILTERED_MACHINE_SUFFIX}"),
-        },
-    ])
+    Ok(format!("{stem}{}", machine.suffix()))
+}
+
+/// The machines whose running executions can conflict (data refresh and filtered index),
+/// from the ARN of any machine of the stack. Never the worker-range machine: a range of a
+/// refresh is not a refresh, so it can neither block one nor be blocked.
+pub fn watched_machines(state_machine_arn: &str) -> StepResult<Vec<WatchedStateMachine>> {
+    Machine::ALL
+        .into_iter()
+        .filter_map(|machine| Some((machine, machine.watched_kind()?)))
+        .map(|(machine, kind)| {
+            Ok(WatchedStateMachine {
+                kind,
+                arn: sibling_machine(state_machine_arn, machine)?,
+            })
+        })
+        .collect()
+}
+
+/// The data refresh execution a worker-range execution works for, from its input (the
+/// JSON object, or the JSON text DescribeExecution returns). `None` when the input names
+/// none.
+pub fn root_execution_of(input: &Value) -> Option<String> {
+    let parsed;
+    let object = match input {
+        Value::String(text) => {
+            parsed = serde_json::from_str::<Value>(text).ok()?;
+            &parsed
+        }
+        other => other,
+    };
+    object
+        .get(ROOT_EXECUTION_FIELD)
+        .and_then(Value::as_str)
+        .filter(|arn| state_machine_of_execution(arn).is_some())
+        .map(str::to_string)
 }
 
 /// `arn:…:execution:<machine>:<name>` → `arn:…:stateMachine:<machine>`.
@@ -117,6 +195,53 @@ mod tests {
         );
         assert!(machine_kind("arn:aws:states:r:0:stateMachine:something-else").is_err());
         assert!(watched_machines("arn:aws:states:r:0:stateMachine:something-else").is_err());
+    }
+
+    #[test]
+    fn worker_range_executions_are_never_watched_for_conflicts() {
+        let from_child =
+            watched_machines("arn:aws:states:r:0:stateMachine:st-worker-range").unwrap();
+        assert_eq!(
+            from_child,
+            watched_machines("arn:aws:states:r:0:stateMachine:st-data-refresh").unwrap()
+        );
+        assert!(from_child.iter().all(|m| !m.arn.ends_with("-worker-range")));
+        assert_eq!(
+            Machine::of_arn("arn:aws:states:r:0:stateMachine:st-worker-range").unwrap(),
+            Machine::WorkerRange
+        );
+        assert_eq!(Machine::WorkerRange.watched_kind(), None);
+        // Cleanup may never plan tables and indices for a range of a refresh.
+        assert!(machine_kind("arn:aws:states:r:0:stateMachine:st-worker-range").is_err());
+        assert_eq!(
+            sibling_machine(
+                "arn:aws:states:r:0:stateMachine:st-data-refresh",
+                Machine::WorkerRange
+            )
+            .unwrap(),
+            "arn:aws:states:r:0:stateMachine:st-worker-range"
+        );
+    }
+
+    #[test]
+    fn a_worker_range_input_names_its_data_refresh_execution() {
+        let root = "arn:aws:states:r:0:execution:st-data-refresh:run-1";
+        let input = serde_json::json!({"root_execution_id": root, "range": {}, "params": {}});
+        assert_eq!(root_execution_of(&input).as_deref(), Some(root));
+        // DescribeExecution gives the input as text.
+        assert_eq!(
+            root_execution_of(&Value::String(input.to_string())).as_deref(),
+            Some(root)
+        );
+        for other in [
+            serde_json::json!({}),
+            serde_json::json!({"root_execution_id": 7}),
+            serde_json::json!({"root_execution_id": "not an execution"}),
+            Value::String("not json".into()),
+            Value::Null,
+        ] {
+            assert_eq!(root_execution_of(&other), None, "{other}");
+        }
     }
 
     #[test]

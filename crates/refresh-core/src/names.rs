@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 /// Elasticsearch refuses index names longer than this many bytes.
 pub const MAX_INDEX_NAME_BYTES: usize = 255;
-const FILTERED_SUFFIX: &str = "-filtered";
+pub const FILTERED_SUFFIX: &str = "-filtered";
 
 /// `<media>-<suffix>`.
 pub fn index_name(media: MediaType, suffix: &str) -> String {

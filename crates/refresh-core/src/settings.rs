@@ -7,22 +7,41 @@
 //! a step's output.
 
 use crate::error::StepError;
+use crate::es::connection::{EsAuthFields, SearchSettings};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use std::fmt;
 
 pub use secrecy::SecretString;
 
-/// The JSON value of the refresh secret (docs/ARCHITECTURE.md "Secrets and configuration").
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The refresh secret (docs/ARCHITECTURE.md "Secrets and configuration"), validated.
+#[derive(Clone)]
 pub struct Secrets {
     pub api_db_url: SecretString,
     pub catalog_db_url: SecretString,
-    /// May carry basic-auth credentials, so it is a secret too.
-    pub es_url: SecretString,
+    /// The cluster from `es_url`, `es_auth` and `es_ca_cert`; the one input of
+    /// `SearchClient::from_settings` for the Lambdas and the worker alike.
+    pub es: SearchSettings,
     pub worker_token: SecretString,
     pub catalog_fdw: CatalogFdw,
+}
+
+/// The secret's JSON as written; [`Secrets::from_json`] validates it into [`Secrets`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    api_db_url: SecretString,
+    catalog_db_url: SecretString,
+    /// May carry basic-auth credentials (`user:password@`), so it is a secret too.
+    es_url: SecretString,
+    /// Optional: `{username, password}`, `{api_key_id, api_key}` or `{api_key}` (encoded).
+    #[serde(default)]
+    es_auth: Option<EsAuthFields>,
+    /// Optional PEM text: the CA that signed the cluster's certificate (https only).
+    #[serde(default)]
+    es_ca_cert: Option<String>,
+    worker_token: SecretString,
+    catalog_fdw: CatalogFdw,
 }
 
 /// How the API database's `postgres_fdw` server reaches the catalog (from the API DB's point
@@ -44,7 +63,7 @@ impl fmt::Debug for Secrets {
         f.debug_struct("Secrets")
             .field("api_db_url", &format_args!("{REDACTED}"))
             .field("catalog_db_url", &format_args!("{REDACTED}"))
-            .field("es_url", &format_args!("{REDACTED}"))
+            .field("es", &self.es)
             .field("worker_token", &format_args!("{REDACTED}"))
             .field("catalog_fdw", &self.catalog_fdw)
             .finish()
@@ -70,20 +89,37 @@ impl Secrets {
     /// echoes any part of the value (serde's own messages quote the offending value).
     pub fn from_json(secret_value: &str) -> Result<Secrets, StepError> {
         let mut deserializer = serde_json::Deserializer::from_str(secret_value);
-        let secrets: Secrets =
-            serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-                let path = e.path().to_string();
-                let location = if path == "." || path.is_empty() {
-                    String::new()
-                } else {
-                    format!(" at `{path}`")
-                };
-                configuration_error(&location, &e.into_inner())
-            })?;
+        let raw: RawSecrets = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let location = if path == "." || path.is_empty() {
+                String::new()
+            } else {
+                format!(" at `{path}`")
+            };
+            configuration_error(&location, &e.into_inner())
+        })?;
         deserializer
             .end()
             .map_err(|e| configuration_error("", &e))?;
-        Ok(secrets)
+        let es = SearchSettings::new(
+            raw.es_url.expose_secret(),
+            raw.es_auth.as_ref(),
+            raw.es_ca_cert.as_deref(),
+        )
+        .map_err(|e| {
+            // The setting error names the field and why, never its value.
+            StepError::new(
+                crate::error::ErrorKind::Configuration,
+                format!("refresh secret at {e}"),
+            )
+        })?;
+        Ok(Secrets {
+            api_db_url: raw.api_db_url,
+            catalog_db_url: raw.catalog_db_url,
+            es,
+            worker_token: raw.worker_token,
+            catalog_fdw: raw.catalog_fdw,
+        })
     }
 
     /// The worker's bearer token, for an `Authorization` header.
@@ -175,6 +211,144 @@ pub(crate) mod tests {
         assert!(format!("{secrets:?}").contains("catalog.internal"));
         // The secrecy wrapper on its own is also redacted.
         assert!(!format!("{:?}", secrets.worker_token).contains("tok-"));
+    }
+
+    /// SECRET_JSON with `es_url` replaced and the given extra top-level keys.
+    fn secret_with(es_url: &str, extra: serde_json::Value) -> String {
+        let mut value: serde_json::Value = serde_json::from_str(SECRET_JSON).unwrap();
+        value["es_url"] = es_url.into();
+        for (key, field) in extra.as_object().unwrap() {
+            value[key] = field.clone();
+        }
+        value.to_string()
+    }
+
+    /// A PEM block the parser accepts (a DER SEQUENCE); real certificates are exercised by
+    /// tests/es_tls.rs.
+    const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn elasticsearch_auth_and_ca_are_optional_and_parsed() {
+        let secrets = Secrets::from_json(SECRET_JSON).unwrap();
+        assert_eq!(secrets.es.endpoint(), "es.internal:9200");
+        // Credentials in es_url still become basic auth.
+        assert_eq!(secrets.es.auth().map(|a| a.kind()), Some("basic"));
+        assert!(secrets.es.ca_cert().is_none());
+
+        let encoded = "aWQtMTprZXktc2VjcmV0LTE="; // base64("id-1:key-secret-1")
+        let json = secret_with(
+            "https://es.internal:9243",
+            serde_json::json!({"es_auth": {"api_key": encoded}, "es_ca_cert": CA_PEM}),
+        );
+        let secrets = Secrets::from_json(&json).unwrap();
+        assert_eq!(secrets.es.auth().map(|a| a.kind()), Some("encoded api key"));
+        assert_eq!(secrets.es.ca_cert().map(|c| c.len()), Some(1));
+        assert_eq!(
+            secrets.es.to_string(),
+            "https://es.internal:9243 (encoded api key, custom CA)"
+        );
+        for rendered in [format!("{secrets:?}"), format!("{secrets:#?}")] {
+            for value in [encoded, "key-secret-1", "MAMCAQE"] {
+                assert!(
+                    !rendered.contains(value),
+                    "{value:?} leaked into {rendered}"
+                );
+            }
+        }
+
+        let json = secret_with(
+            "https://es.internal:9243",
+            serde_json::json!({"es_auth": {"api_key_id": "id-2", "api_key": "key-secret-2"},
+                               "es_ca_cert": null}),
+        );
+        let secrets = Secrets::from_json(&json).unwrap();
+        assert_eq!(secrets.es.auth().map(|a| a.kind()), Some("api key"));
+        assert!(!format!("{secrets:?}").contains("key-secret-2"));
+        assert!(!format!("{secrets:?}").contains("id-2"));
+
+        let json = secret_with(
+            "https://es.internal:9243",
+            serde_json::json!({"es_auth": {"username": "refresh", "password": "es-pa55word"}}),
+        );
+        let secrets = Secrets::from_json(&json).unwrap();
+        assert_eq!(secrets.es.auth().map(|a| a.kind()), Some("basic"));
+        assert!(!format!("{secrets:?}").contains("es-pa55word"));
+    }
+
+    #[test]
+    fn bad_elasticsearch_fields_are_refused_naming_the_field() {
+        let cases = [
+            (
+                "https://es.internal:9243",
+                serde_json::json!({"es_auth": {"apikey": "hunter2-key"}}),
+                "`es_auth.apikey`: unknown field `apikey`",
+            ),
+            (
+                "https://es.internal:9243",
+                serde_json::json!({"es_auth": {"username": "u", "password": "hunter2-pw",
+                                               "api_key": "hunter2-key"}}),
+                "`es_auth`: mixes basic auth",
+            ),
+            (
+                "https://es.internal:9243",
+                serde_json::json!({"es_auth": {"api_key": "hunter2-key"}}),
+                "`es_auth.api_key`: alone must be the encoded API key",
+            ),
+            (
+                "https://es.internal:9243",
+                serde_json::json!({"es_auth": {"username": "u"}}),
+                "`es_auth.password`: is missing",
+            ),
+            (
+                "https://es.internal:9243",
+                serde_json::json!({"es_auth": {"username": 7, "password": "hunter2-pw"}}),
+                "`es_auth.username`: wrong type or value",
+            ),
+            (
+                "https://elastic:hunter2-pw@es.internal:9243",
+                serde_json::json!({"es_auth": {"username": "u", "password": "hunter2-pw"}}),
+                "`es_auth`: es_url carries credentials",
+            ),
+            (
+                "https://es.internal:9243",
+                serde_json::json!({"es_ca_cert": "-----BEGIN PRIVATE KEY-----\naHVudGVyMg==\n-----END PRIVATE KEY-----"}),
+                "`es_ca_cert`: holds a private key",
+            ),
+            (
+                "http://es.internal:9200",
+                serde_json::json!({"es_ca_cert": CA_PEM}),
+                "`es_ca_cert`: is set but es_url is not https://",
+            ),
+            (
+                "https://es.internal:9243",
+                serde_json::json!({"es_ca_cert": ["hunter2"]}),
+                "`es_ca_cert`: wrong type or value",
+            ),
+            (
+                "elastic:hunter2-pw@es.internal",
+                serde_json::json!({}),
+                "`es_url`: must start with http:// or https://",
+            ),
+            ("", serde_json::json!({}), "`es_url`: is not a valid URL"),
+            (
+                "https://es.internal:9243",
+                serde_json::json!({"es_tls": {"ca": "x"}}),
+                "unknown field `es_tls`",
+            ),
+        ];
+        for (url, extra, expected) in cases {
+            let err = Secrets::from_json(&secret_with(url, extra.clone())).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Configuration, "{extra}");
+            assert!(
+                err.message.starts_with("refresh secret at "),
+                "{extra}: {}",
+                err.message
+            );
+            assert!(err.message.contains(expected), "{extra}: {}", err.message);
+            for value in ["hunter2", "aHVudGVyMg"] {
+                assert!(!err.message.contains(value), "{extra}: {}", err.message);
+            }
+        }
     }
 
     #[test]

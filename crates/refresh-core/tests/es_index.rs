@@ -75,25 +75,15 @@ async fn create_then_finish_restores_serving_settings() {
     for (id, doc) in &docs {
         body.extend_from_slice(format!("{{\"index\":{{\"_id\":\"{id}\"}}}}\n{doc}\n").as_bytes());
     }
-    let mut headers = elasticsearch::http::headers::HeaderMap::new();
-    headers.insert(
-        elasticsearch::http::headers::CONTENT_TYPE,
-        elasticsearch::http::headers::HeaderValue::from_static("application/x-ndjson"),
-    );
     let response = client
-        .elasticsearch()
-        .transport()
-        .send(
-            Method::Post,
-            &format!("/{index}/_bulk"),
-            headers,
-            None::<&()>,
-            Some(body),
-            None,
+        .bulk_ndjson(
+            &index,
+            body,
+            &refresh_core::es::bulk::BulkOptions::default(),
         )
         .await
         .unwrap();
-    assert!(response.status_code().is_success());
+    assert!(response.status.is_success());
     let (_, count) = raw(&client, Method::Get, &format!("/{index}/_count"), None).await;
     assert_eq!(count["count"], 0);
 

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
 /// The execution input's fields (docs/ARCHITECTURE.md "Execution input").
-const INPUT_FIELDS: [&str; 9] = [
+const INPUT_FIELDS: [&str; 10] = [
     "media_type",
     "environment",
     "index_suffix",
@@ -23,6 +23,7 @@ const INPUT_FIELDS: [&str; 9] = [
     "wait_if_busy",
     "max_record_drop_pct",
     "override_record_drop",
+    "override_search_guard",
     "row_limit",
 ];
 

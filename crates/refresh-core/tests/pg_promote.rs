@@ -6,8 +6,8 @@ use refresh_core::media::MediaType;
 use refresh_core::pg::job::{CancellationToken, JobProgress};
 use refresh_core::pg::promote::{
     promote_table, promote_table_with, promote_table_with_hook, reapply_constraints,
-    reapply_constraints_until, temp_name, validate_foreign_keys, ForeignKeyCheck, PromotionOptions,
-    PromotionStage, ReapplyAction,
+    reapply_constraints_until, table_promoted_by, temp_name, validate_foreign_keys,
+    ForeignKeyCheck, PromotionOptions, PromotionRecord, PromotionStage, ReapplyAction,
 };
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -382,6 +382,42 @@ async fn a_failure_at_any_stage_leaves_the_live_table_untouched() {
     assert_eq!(report.foreign_keys_not_valid, 0);
     assert_eq!(catalog(api, "image").await, before.live);
     dbs.drop_all().await;
+}
+
+#[tokio::test]
+async fn the_promotion_record_exists_exactly_when_the_swap_committed() {
+    let mut dbs = TestDatabases::create().await;
+    let api = &mut dbs.api;
+    image_fixture(api, 50, 40).await;
+    reapply_constraints(api, MediaType::Image).await.unwrap();
+    let options = PromotionOptions {
+        record: Some(PromotionRecord {
+            new_index: "image-rec".into(),
+            new_filtered_index: "image-rec-filtered".into(),
+        }),
+        ..PromotionOptions::default()
+    };
+    assert!(!table_promoted_by(&*api, "image-rec").await.unwrap());
+
+    // Rolled back at the last stage: no record, so cleanup may delete the new indices.
+    let mut hook = |at: PromotionStage| {
+        if at == PromotionStage::ForeignKeysRestored {
+            Err(StepError::new(ErrorKind::Internal, "injected failure"))
+        } else {
+            Ok(())
+        }
+    };
+    promote_table_with_hook(api, MediaType::Image, &options, &mut hook)
+        .await
+        .unwrap_err();
+    assert!(!table_promoted_by(&*api, "image-rec").await.unwrap());
+
+    let report = promote_table_with(api, MediaType::Image, &options)
+        .await
+        .unwrap();
+    assert_eq!(report.rows, 40);
+    assert!(table_promoted_by(&*api, "image-rec").await.unwrap());
+    assert!(!table_promoted_by(&*api, "image-other").await.unwrap());
 }
 
 #[tokio::test]

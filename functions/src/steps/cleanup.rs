@@ -3,8 +3,14 @@
 //! Invoked two ways:
 //! - from the data refresh machine's Catch: `{params, execution_id}`;
 //! - by EventBridge for a `Step Functions Execution Status Change` event (ABORTED, TIMED_OUT,
-//!   FAILED) of either machine: the execution never reached its own cleanup (or did, and this
-//!   run repeats it harmlessly).
+//!   FAILED) of any of the stack's machines: the execution never reached its own cleanup (or
+//!   did, and this run repeats it harmlessly).
+//!
+//! For a data refresh run it first stops the run's worker-range executions still running
+//! (else one would launch a new worker once its own was terminated), then terminates every
+//! worker tagged with the run. A worker-range execution's own event only terminates the
+//! workers that execution launched: the temp table and indices belong to its data refresh
+//! run, which may still be going (its Map's Catch decides what the failed range means).
 //!
 //! It never deletes an index an alias points at and never touches the live table. A run that
 //! was refused (bad input, or another run held the environment) created nothing: its event is
@@ -23,7 +29,9 @@ use refresh_core::concurrency::{find_conflict, ExecutionLister, ExecutionScope, 
 use refresh_core::error::{ErrorKind, StepError, StepResult};
 use refresh_core::es::{delete_unaliased, SearchClient};
 use refresh_core::input::RefreshParams;
-use refresh_core::machines::{got_past_admission, watched_machines};
+use refresh_core::machines::{
+    got_past_admission, sibling_machine, state_machine_of_execution, watched_machines, Machine,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
@@ -124,6 +132,8 @@ pub fn plan_for_event(detail: &StatusChangeDetail) -> StepResult<Option<CleanupP
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CleanupOutput {
+    /// Worker-range executions of the run that were still running, stopped first.
+    pub stopped_range_executions: Vec<String>,
     pub terminated_instances: Vec<String>,
     pub dropped_temp_table: bool,
     pub dropped_fdw_server: bool,
@@ -164,6 +174,9 @@ async fn cleanup_after_event(
             detail.status
         ));
     }
+    if Machine::of_arn(&detail.state_machine_arn)? == Machine::WorkerRange {
+        return cleanup_after_range_event(ctx, detail).await;
+    }
     let Some(plan) = plan_for_event(detail)? else {
         return skip("the execution input names no valid media, environment and suffix".into());
     };
@@ -194,7 +207,26 @@ async fn cleanup_after_event(
     }
     let mut output = execute(ctx, &plan, plan.kind == StateMachineKind::Refresh).await?;
     output.terminated_instances = terminated.terminated_instances;
+    output.stopped_range_executions = terminated.stopped_range_executions;
     Ok(output)
+}
+
+/// A worker-range execution that failed, was stopped or timed out: only the workers it
+/// launched are terminated (a stopped or timed-out one never reached its terminate state).
+/// Its data refresh run owns the temp table and indices and cleans them up itself.
+async fn cleanup_after_range_event(
+    ctx: &Context,
+    detail: &StatusChangeDetail,
+) -> StepResult<CleanupOutput> {
+    let terminated =
+        crate::ec2::terminate_range_execution_instances(&ctx.ec2(), &detail.execution_arn).await?;
+    Ok(CleanupOutput {
+        terminated_instances: terminated,
+        skipped: Some(
+            "a worker-range execution: only its own workers were terminated; its data refresh run owns the temp table and indices".into(),
+        ),
+        ..CleanupOutput::default()
+    })
 }
 
 async fn execution_got_past_admission(
@@ -229,13 +261,34 @@ async fn execution_got_past_admission(
     Ok(false)
 }
 
+/// A data refresh run's worker-range executions, then its workers. The workers are
+/// terminated even when stopping the executions failed (that error is returned afterwards,
+/// so the caller retries).
 async fn execute_workers_only(ctx: &Context, plan: &CleanupPlan) -> StepResult<CleanupOutput> {
     let mut output = CleanupOutput::default();
-    if plan.kind == StateMachineKind::Refresh {
-        output.terminated_instances =
-            crate::ec2::terminate_execution_instances(&ctx.ec2(), &plan.execution_arn).await?;
+    if plan.kind != StateMachineKind::Refresh {
+        return Ok(output);
     }
+    let stopped = stop_range_executions(ctx, &plan.execution_arn).await;
+    output.terminated_instances =
+        crate::ec2::terminate_execution_instances(&ctx.ec2(), &plan.execution_arn).await?;
+    output.stopped_range_executions = stopped?;
     Ok(output)
+}
+
+async fn stop_range_executions(ctx: &Context, execution_arn: &str) -> StepResult<Vec<String>> {
+    let machine = state_machine_of_execution(execution_arn).ok_or_else(|| {
+        StepError::invalid_input(format!(
+            "execution_id: {execution_arn:?} is not a Step Functions execution ARN"
+        ))
+    })?;
+    let worker_range = sibling_machine(&machine, Machine::WorkerRange)?;
+    crate::sfn::stop_range_executions(
+        &aws_sdk_sfn::Client::new(&ctx.aws),
+        &worker_range,
+        execution_arn,
+    )
+    .await
 }
 
 /// How long cleanup waits for terminated workers to be gone before deleting their index.
@@ -269,15 +322,39 @@ async fn execute(ctx: &Context, plan: &CleanupPlan, database: bool) -> StepResul
             .await,
         );
     }
+    // Past the point of no return the promoted table's rows are in the new indices: they
+    // are what the roll-forward (or the operator's finish) moves the aliases onto.
+    let promoted = match plan.kind {
+        StateMachineKind::Refresh => match promoted_by_this_run(&secrets, plan).await {
+            Ok(promoted) => promoted,
+            Err(e) => {
+                keep(Err(e));
+                // Unknown: keeping an index is recoverable, deleting a promoted one is not.
+                true
+            }
+        },
+        StateMachineKind::FilteredIndex => false,
+    };
+    if promoted {
+        output.kept_indices = plan.indices.clone();
+        output.skipped = Some(format!(
+            "the run promoted the {} table (the point of no return): its new indices {} are kept for the aliases to be moved onto",
+            plan.media,
+            plan.indices.join(", ")
+        ));
+    }
     keep(
         async {
+            if promoted {
+                return Ok(());
+            }
             let search = SearchClient::from_secrets(&secrets)?;
             // A worker still shutting down may send one more bulk request, which would
             // re-create a deleted index with dynamic mappings.
             let remaining = crate::ec2::wait_until_gone(
                 &ctx.ec2(),
                 &plan.execution_arn,
-                WORKER_SHUTDOWN_WAIT,
+                crate::runtime::time_budget(WORKER_SHUTDOWN_WAIT),
             )
             .await?;
             if !remaining.is_empty() {
@@ -298,6 +375,17 @@ async fn execute(ctx: &Context, plan: &CleanupPlan, database: bool) -> StepResul
             Ok(output)
         }
     }
+}
+
+async fn promoted_by_this_run(
+    secrets: &refresh_core::settings::Secrets,
+    plan: &CleanupPlan,
+) -> StepResult<bool> {
+    let Some(new_index) = plan.indices.first() else {
+        return Ok(false);
+    };
+    let api = api_db(secrets).await?;
+    refresh_core::pg::promote::table_promoted_by(&api, new_index).await
 }
 
 #[cfg(test)]
@@ -420,6 +508,25 @@ mod tests {
         let plan = CleanupPlan::from_params(&request.params, &request.execution_id);
         assert_eq!(plan.indices, ["image-init", "image-init-filtered"]);
         assert_eq!(plan.execution_arn, "arn:x:execution:m:r");
+    }
+
+    #[test]
+    fn worker_range_events_are_never_planned_as_a_refresh() {
+        // The plan (temp table, indices) is only ever made for the two machines that hold an
+        // environment; a range's event is handled apart, by its own workers only.
+        let CleanupRequest::Event(e) = parse(event(
+            "stack-worker-range",
+            "ABORTED",
+            Some(r#"{"root_execution_id": "arn:aws:states:us-east-1:000000000000:execution:stack-data-refresh:run-1", "range": {"start_id": 1, "end_id": 2, "range_index": 0}, "params": {"media_type": "image", "environment": "staging"}}"#),
+        ))
+        .unwrap() else {
+            panic!("not an event")
+        };
+        assert_eq!(
+            Machine::of_arn(&e.detail.state_machine_arn).unwrap(),
+            Machine::WorkerRange
+        );
+        assert_eq!(plan_for_event(&e.detail).unwrap_err().kind, ErrorKind::InvalidInput);
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub async fn handle(ctx: Arc<Context>, input: CopyDataInput) -> StepResult<CopyP
     let mut request = CopyRequest::new(params.media_type, params.environment, params.row_limit);
     request.tag_filter = ctx.tag_filter()?;
     request.defer_finish = input.defer_finish;
+    request.time_budget = crate::runtime::time_budget(request.time_budget);
     let progress =
         copy_data(&mut api, &secrets.catalog_fdw, &request, input.cursor.as_ref()).await?;
     tracing::info!(media = %params.media_type, rows_copied = progress.rows_copied, rows_scanned = progress.rows_scanned, done = progress.done, finish_deferred = progress.finish_deferred, "copy progress");

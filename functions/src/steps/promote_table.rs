@@ -6,7 +6,11 @@ use super::params::ParamsInput;
 use crate::context::api_db;
 use crate::Context;
 use refresh_core::error::StepResult;
-use refresh_core::pg::promote::{promote_table, PromotionReport};
+use refresh_core::pg::counts::{row_count, MediaTable};
+use refresh_core::pg::promote::{
+    ForeignKeyCheck,
+    promote_table_with, table_promoted_by, PromotionOptions, PromotionRecord, PromotionReport,
+};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -17,7 +21,33 @@ pub fn parse(payload: Value) -> StepResult<ParamsInput> {
 pub async fn handle(ctx: Arc<Context>, input: ParamsInput) -> StepResult<PromotionReport> {
     let secrets = ctx.secrets(Some(input.params.environment)).await?;
     let mut api = api_db(&secrets).await?;
-    let report = promote_table(&mut api, input.params.media_type).await?;
+    // A retry after a lost reply: the swap committed, the temp table is gone.
+    if table_promoted_by(&api, &input.params.new_index).await? {
+        tracing::info!(index = %input.params.new_index, "this run already promoted the table");
+        return Ok(PromotionReport {
+            promoted: true,
+            foreign_keys_repointed: 0,
+            foreign_keys_not_valid: 0,
+            orphans_deleted: 0,
+            foreign_keys: Vec::new(),
+            rows: i64::try_from(
+                row_count(&api, input.params.media_type, MediaTable::Live).await?,
+            )
+            .unwrap_or(i64::MAX),
+        });
+    }
+    // The record marks the point of no return for cleanup and the roll-forward.
+    let options = PromotionOptions {
+        record: Some(PromotionRecord {
+            new_index: input.params.new_index.clone(),
+            new_filtered_index: input.params.new_filtered_index.clone(),
+        }),
+        // The machine does not yet run validate_foreign_keys on a worker after promotion, so
+        // the keys are still checked (and orphans deleted) inside the transaction.
+        foreign_keys: ForeignKeyCheck::InTransaction,
+        ..PromotionOptions::default()
+    };
+    let report = promote_table_with(&mut api, input.params.media_type, &options).await?;
     tracing::info!(
         rows = report.rows,
         foreign_keys_repointed = report.foreign_keys_repointed,

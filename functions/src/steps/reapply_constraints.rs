@@ -22,7 +22,7 @@ pub fn parse(payload: Value) -> StepResult<ParamsInput> {
 }
 
 pub async fn handle(ctx: Arc<Context>, input: ParamsInput) -> StepResult<ReapplyReport> {
-    let deadline = Instant::now() + TIME_BUDGET;
+    let deadline = Instant::now() + crate::runtime::time_budget(TIME_BUDGET);
     let secrets = ctx.secrets(Some(input.params.environment)).await?;
     let api = api_db(&secrets).await?;
     let report = reapply_constraints_until(&api, input.params.media_type, Some(deadline)).await?;

@@ -449,17 +449,25 @@ impl Stack {
     }
 
     /// Aliases `<media>` and `<media>-filtered` with their indices, the live table's row
-    /// count, indexes and constraints: what no failed run may change.
+    /// count, a checksum of its `(id, identifier)` pairs, indexes and constraints: what no
+    /// failed run may change.
     pub async fn live_state(&self, media: MediaType) -> Result<LiveState> {
         let db = self.api_db().await?;
-        let rows: i64 = db
-            .query_one(&format!("SELECT count(*) FROM {}", media.table()), &[])
-            .await?
-            .get(0);
+        let row = db
+            .query_one(
+                &format!(
+                    "SELECT count(*), md5(coalesce(string_agg(id::text || ':' || identifier::text, ',' ORDER BY id), ''))
+                       FROM {}",
+                    media.table()
+                ),
+                &[],
+            )
+            .await?;
         Ok(LiveState {
             alias: self.alias_targets(media.alias()).await?,
             filtered_alias: self.alias_targets(media.filtered_alias()).await?,
-            table_rows: rows,
+            table_rows: row.get(0),
+            table_checksum: row.get(1),
             table_shape: table_shape(&db, media.table()).await?,
         })
     }
@@ -501,6 +509,8 @@ pub struct LiveState {
     pub alias: BTreeSet<String>,
     pub filtered_alias: BTreeSet<String>,
     pub table_rows: i64,
+    /// md5 of every `id:identifier`, in id order.
+    pub table_checksum: String,
     pub table_shape: BTreeSet<(String, String)>,
 }
 

@@ -59,6 +59,10 @@ fn cases() -> Vec<(Value, &'static str)> {
             with("override_record_drop", json!("true")),
             "override_record_drop",
         ),
+        (
+            with("override_search_guard", json!("yes")),
+            "override_search_guard",
+        ),
         (with("row_limit", json!(-1)), "row_limit"),
         (with("row_limit", json!(0)), "row_limit"),
         (with("row_limit", json!(1e30)), "row_limit"),

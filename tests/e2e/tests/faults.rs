@@ -95,11 +95,37 @@ async fn a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact()
     assert_eq!(stack.media_indices(MediaType::Image).await?, indices_before);
     assert!(!stack.temp_table_exists(MediaType::Image).await?);
 
+    // Past the drop guard, the search guard: a sample a thirtieth of the live catalog finds
+    // far fewer documents for every representative query.
+    let guarded = stack
+        .run(
+            &stack.refresh_arn,
+            "e2e-search-guarded",
+            json!({"media_type": "image", "environment": "staging", "override_record_drop": true}),
+            RUN_TIMEOUT,
+        )
+        .await?;
+    assert_eq!(
+        (guarded.status.as_str(), guarded.error.as_deref()),
+        ("FAILED", Some("SearchGuardFailed")),
+        "{:?}",
+        guarded.cause
+    );
+    let cause = guarded.cause.clone().unwrap_or_default();
+    assert!(
+        cause.contains("query \"free text forest\" finds"),
+        "{cause}"
+    );
+    assert_eq!(stack.live_state(MediaType::Image).await?, live_before);
+    assert_eq!(stack.media_indices(MediaType::Image).await?, indices_before);
+    assert!(!stack.temp_table_exists(MediaType::Image).await?);
+
     let forced = stack
         .run(
             &stack.refresh_arn,
             "e2e-drop-overridden",
-            json!({"media_type": "image", "environment": "staging", "override_record_drop": true}),
+            json!({"media_type": "image", "environment": "staging",
+                   "override_record_drop": true, "override_search_guard": true}),
             RUN_TIMEOUT,
         )
         .await?;

@@ -2,7 +2,7 @@
 
 use super::reindex::cancel_reindex_into;
 use super::SearchClient;
-use crate::error::{StepError, StepResult};
+use crate::error::{ErrorKind, StepError, StepResult};
 use crate::media::MediaType;
 use crate::names::validate_index_name;
 use elasticsearch::http::{Method, StatusCode};
@@ -107,55 +107,108 @@ pub async fn promote_alias(
     alias: &str,
     index: &str,
 ) -> StepResult<AliasPromotion> {
-    validate_index_name(alias)?;
-    validate_index_name(index)?;
-    if alias == index {
-        return Err(StepError::invalid_input(format!(
-            "alias and index are both named {alias}"
-        )));
+    let mut promoted = promote_aliases(client, &[(alias, index)]).await?;
+    // One move in, one promotion out.
+    promoted
+        .promotions
+        .pop()
+        .ok_or_else(|| StepError::new(ErrorKind::Internal, "alias promotion returned nothing"))
+}
+
+/// What [`promote_aliases`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AliasesPromotion {
+    pub promotions: Vec<AliasPromotion>,
+    /// Every index an alias pointed at before, over all the moves (to delete afterwards).
+    pub previous_indices: Vec<String>,
+}
+
+/// Points each alias at its index in **one** `_aliases` call, so searches through either
+/// alias switch together: the site never serves the new main index beside the old filtered
+/// one. Checked before anything changes: a name that is not a valid index name, an alias
+/// moved twice, an alias on an index of its own name, or an alias on more than one index
+/// (needs an operator). Moves already done are left out; when all are, nothing is sent.
+pub async fn promote_aliases(
+    client: &SearchClient,
+    moves: &[(&str, &str)],
+) -> StepResult<AliasesPromotion> {
+    let mut seen = BTreeSet::new();
+    for (alias, index) in moves {
+        validate_index_name(alias)?;
+        validate_index_name(index)?;
+        if alias == index {
+            return Err(StepError::invalid_input(format!(
+                "alias and index are both named {alias}"
+            )));
+        }
+        if !seen.insert(*alias) {
+            return Err(StepError::invalid_input(format!(
+                "alias {alias} is asked to move twice"
+            )));
+        }
     }
-    let current = indices_of_alias(client, alias).await?;
-    if current.len() > 1 {
-        return Err(StepError::invalid_state(format!(
-            "alias {alias} points at {} indices ({}); refusing to promote {index}: an operator must fix the alias first",
-            current.len(),
-            current.join(", ")
-        )));
-    }
-    if current.first().map(String::as_str) == Some(index) {
-        tracing::info!(alias, index, "alias already points at the index");
-        return Ok(AliasPromotion {
+    let mut actions = Vec::new();
+    let mut promotions = Vec::new();
+    for (alias, index) in moves {
+        let current = indices_of_alias(client, alias).await?;
+        if current.len() > 1 {
+            return Err(StepError::invalid_state(format!(
+                "alias {alias} points at {} indices ({}); refusing to promote {index}: an operator must fix the alias first",
+                current.len(),
+                current.join(", ")
+            )));
+        }
+        if current.first().map(String::as_str) == Some(*index) {
+            tracing::info!(alias, index, "alias already points at the index");
+            promotions.push(AliasPromotion {
+                alias: alias.to_string(),
+                index: index.to_string(),
+                previous_indices: Vec::new(),
+            });
+            continue;
+        }
+        actions.extend(promotion_actions(alias, index, &current));
+        promotions.push(AliasPromotion {
             alias: alias.to_string(),
             index: index.to_string(),
-            previous_indices: Vec::new(),
+            previous_indices: current,
         });
     }
-    let actions = promotion_actions(alias, index, &current);
-    client
-        .call(
-            "update aliases",
-            Method::Post,
-            "/_aliases",
-            &[],
-            Some(&actions),
-        )
-        .await?
-        .into_success(&format!("point alias {alias} at {index}"))?;
-    tracing::info!(alias, index, previous = ?current, "alias promoted");
-    Ok(AliasPromotion {
-        alias: alias.to_string(),
-        index: index.to_string(),
-        previous_indices: current,
+    if !actions.is_empty() {
+        let described = moves
+            .iter()
+            .map(|(alias, index)| format!("{alias} at {index}"))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        client
+            .call(
+                "update aliases",
+                Method::Post,
+                "/_aliases",
+                &[],
+                Some(&json!({ "actions": actions })),
+            )
+            .await?
+            .into_success(&format!("point alias {described}"))?;
+        tracing::info!(moves = %described, "aliases promoted");
+    }
+    let previous_indices = promotions
+        .iter()
+        .flat_map(|p| p.previous_indices.iter().cloned())
+        .collect();
+    Ok(AliasesPromotion {
+        promotions,
+        previous_indices,
     })
 }
 
-fn promotion_actions(alias: &str, index: &str, current: &[String]) -> Value {
+fn promotion_actions(alias: &str, index: &str, current: &[String]) -> Vec<Value> {
     let mut actions: Vec<Value> = current
         .iter()
         .map(|old| json!({ "remove": { "index": old, "alias": alias } }))
         .collect();
     actions.push(json!({ "add": { "index": index, "alias": alias } }));
-    json!({ "actions": actions })
+    actions
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -285,17 +338,17 @@ mod tests {
     }
 
     #[test]
-    fn promotion_removes_every_old_index_and_adds_the_new_one_in_one_body() {
+    fn promotion_removes_every_old_index_and_adds_the_new_one() {
         assert_eq!(
             promotion_actions("image", "image-2", &["image-1".into()]),
-            json!({"actions": [
-                {"remove": {"index": "image-1", "alias": "image"}},
-                {"add": {"index": "image-2", "alias": "image"}}
-            ]})
+            vec![
+                json!({"remove": {"index": "image-1", "alias": "image"}}),
+                json!({"add": {"index": "image-2", "alias": "image"}})
+            ]
         );
         assert_eq!(
             promotion_actions("image", "image-2", &[]),
-            json!({"actions": [{"add": {"index": "image-2", "alias": "image"}}]})
+            vec![json!({"add": {"index": "image-2", "alias": "image"}})]
         );
     }
 }

@@ -447,6 +447,113 @@ mod tests {
         assert!(index_body(MediaType::Image, MAX_SHARDS).is_ok());
     }
 
+    /// Every mapping parameter of every field, walking `properties` and `fields`.
+    fn field_mappings<'a>(properties: &'a Value, out: &mut Vec<(String, &'a Value)>) {
+        for (name, field) in properties.as_object().into_iter().flatten() {
+            out.push((name.clone(), field));
+            for nested in ["properties", "fields"] {
+                if let Some(inner) = field.get(nested) {
+                    field_mappings(inner, out);
+                }
+            }
+        }
+    }
+
+    /// A guard for docs/OPERATIONS.md "Elasticsearch versions": the bundled bodies use only
+    /// what 7.9 and 8.x both accept. Each list is what the bodies use today; something new
+    /// must be checked against 8.x before it is added here.
+    #[test]
+    fn bundled_bodies_use_nothing_elasticsearch_8_removed() {
+        for media in MediaType::ALL {
+            let body = index_body(media, 1).unwrap();
+            let top: Vec<&String> = body.as_object().unwrap().keys().collect();
+            assert_eq!(top, ["mappings", "settings"], "{media}");
+            let settings = body["settings"].as_object().unwrap();
+            for key in settings.keys() {
+                assert!(
+                    ["index", "analysis"].contains(&key.as_str()),
+                    "{media}: {key}"
+                );
+            }
+            // Nothing like `index.mapper.dynamic` or `soft_deletes.enabled: false` (both
+            // rejected by 8.x).
+            for key in body["settings"]["index"].as_object().unwrap().keys() {
+                assert!(
+                    ["number_of_shards", "number_of_replicas", "refresh_interval"]
+                        .contains(&key.as_str()),
+                    "{media}: index.{key}"
+                );
+            }
+            // Token filter types both versions ship (no `standard` filter, no camel-case
+            // `nGram` / `edgeNGram`, no `delimited_payload_filter`).
+            for (name, filter) in body["settings"]["analysis"]["filter"].as_object().unwrap() {
+                let ty = filter["type"].as_str().unwrap();
+                assert!(
+                    ["stemmer_override", "stemmer", "stop"].contains(&ty),
+                    "{name}: {ty}"
+                );
+            }
+            for (name, analyzer) in body["settings"]["analysis"]["analyzer"]
+                .as_object()
+                .unwrap()
+            {
+                assert_eq!(analyzer["type"], "custom", "{name}");
+                assert_eq!(analyzer["tokenizer"], "standard", "{name}");
+            }
+            // Typeless: the mapping root holds no type name, `_all` or `include_type_name`.
+            let mappings = body["mappings"].as_object().unwrap();
+            for key in mappings.keys() {
+                assert!(
+                    ["dynamic", "_meta", "properties"].contains(&key.as_str()),
+                    "{media}: mappings.{key}"
+                );
+            }
+            let mut fields = Vec::new();
+            field_mappings(&body["mappings"]["properties"], &mut fields);
+            assert!(fields.len() > 20, "{media}: {}", fields.len());
+            for (name, field) in fields {
+                for key in field.as_object().unwrap().keys() {
+                    // Not `boost` (refused for new indices in 8.x), `include_in_all`, `norms`
+                    // as an object, `index: "not_analyzed"`…
+                    assert!(
+                        [
+                            "type",
+                            "analyzer",
+                            "similarity",
+                            "fields",
+                            "properties",
+                            "ignore_above",
+                            "index",
+                            "doc_values",
+                            "positive_score_impact"
+                        ]
+                        .contains(&key.as_str()),
+                        "{media}: {name}.{key}"
+                    );
+                }
+                if let Some(index) = field.get("index") {
+                    assert_eq!(index, &json!(false), "{media}: {name}");
+                }
+                if let Some(ty) = field.get("type") {
+                    let ty = ty.as_str().unwrap();
+                    assert!(
+                        [
+                            "long",
+                            "date",
+                            "boolean",
+                            "keyword",
+                            "text",
+                            "float",
+                            "rank_feature"
+                        ]
+                        .contains(&ty),
+                        "{media}: {name}: {ty}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn several_indices_behind_a_name_are_refused() {
         let err = single_index_entry(json!({"a": {}, "b": {}}), "x").unwrap_err();

@@ -2,45 +2,54 @@
 //! (`crates/refresh-core/es/<media>.json`), finishing, the filtered reindex, alias promotion,
 //! deletion of old indices and document counts.
 //!
-//! Every call goes through [`SearchClient::call`] with plain JSON over the REST API, using only
-//! endpoints and parameters that Elasticsearch 7.9 and 8.x both accept (no mapping types, no
-//! deprecated parameters). Index and alias names come from `MediaType` / a validated suffix,
+//! Every call goes through [`SearchClient::call`] (or [`SearchClient::bulk_ndjson`]) with plain
+//! JSON over the REST API, using only endpoints and parameters that Elasticsearch 7.9 and 8.x
+//! both accept (no mapping types, no deprecated parameters; docs/OPERATIONS.md "Elasticsearch
+//! versions" lists them). Index and alias names come from `MediaType` / a validated suffix,
 //! and are checked again by [`crate::names::validate_index_name`] before they reach a URL path.
+//! The client is built in one place, [`SearchClient::from_settings`], from the secret's
+//! `es_url`, `es_auth` and `es_ca_cert` ([`connection`]), for the Lambdas and the worker alike.
 
 pub mod alias;
 pub mod bulk;
+pub mod connection;
 pub mod counts;
 pub mod index;
+pub mod preflight;
 pub mod reindex;
+pub mod search_guard;
 pub mod terms;
 
 pub use alias::{
-    delete_indices, delete_unaliased, indices_of_alias, promote_alias, AliasPromotion,
-    DeletedIndices, RemovedIndices,
+    delete_indices, delete_unaliased, indices_of_alias, promote_alias, promote_aliases,
+    AliasPromotion, AliasesPromotion, DeletedIndices, RemovedIndices,
 };
+pub use connection::{CaCertificate, SearchAuth, SearchSettings, SettingError};
 pub use counts::{count_documents, count_documents_paged, DocumentCounts};
 pub use index::{
     create_index, create_index_like, finish_index, index_body, index_health, CreatedIndex,
     IndexHealth,
 };
+pub use preflight::{promotion_preflight, PreflightReport};
 pub use reindex::{
     cancel_reindex_into, get_task, sensitive_terms_query, start_filtered_reindex,
     FilteredReindexStarted, ReindexOptions, Slices, TaskStatus,
 };
+pub use search_guard::{check_search_guard, SearchGuardReport};
 pub use terms::{load_sensitive_terms, parse_sensitive_terms};
 
 use crate::error::{ErrorKind, StepError, StepResult};
 use crate::settings::Secrets;
 use elasticsearch::auth::Credentials;
+use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::headers::HeaderMap;
 use elasticsearch::http::request::JsonBody;
-use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use elasticsearch::http::transport::{BuildError, SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::http::{Method, StatusCode};
 use elasticsearch::Elasticsearch;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use std::time::Duration;
-use url::Url;
 
 /// Per-request timeout. Long operations (reindex) run as tasks, so no call should take long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
@@ -49,6 +58,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 const MAX_REASON_CHARS: usize = 500;
 
 /// An Elasticsearch client for one cluster. Cheap to clone.
+///
+/// The underlying `elasticsearch` client is deliberately not exposed: its `Debug` prints the
+/// credentials.
 #[derive(Clone)]
 pub struct SearchClient {
     es: Elasticsearch,
@@ -84,53 +96,64 @@ impl EsResponse {
 }
 
 impl SearchClient {
-    /// A client for `url` (`http(s)://[user:password@]host[:port][/path]`). Credentials in the
-    /// URL become basic auth and are kept out of every message.
+    /// A client for `url` alone (`http(s)://[user:password@]host[:port][/path]`), e.g. a test's
+    /// `ES_URL`. Credentials in the URL become basic auth and are kept out of every message.
     pub fn new(url: &str) -> StepResult<SearchClient> {
-        let mut parsed = Url::parse(url).map_err(|e| {
+        let settings = SearchSettings::from_url(url).map_err(|e| {
             StepError::new(
                 ErrorKind::Configuration,
-                format!("the Elasticsearch URL is not a valid URL: {e}"),
+                format!("Elasticsearch settings: {e}"),
             )
         })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(StepError::new(
-                ErrorKind::Configuration,
-                "the Elasticsearch URL must start with http:// or https://",
-            ));
+        SearchClient::from_settings(&settings)
+    }
+
+    /// A client for the secret's cluster (`es_url`, `es_auth`, `es_ca_cert`).
+    pub fn from_secrets(secrets: &Secrets) -> StepResult<SearchClient> {
+        SearchClient::from_settings(&secrets.es)
+    }
+
+    /// The one place a client is built: the Lambdas (through [`SearchClient::from_secrets`])
+    /// and the indexer worker both come here.
+    pub fn from_settings(settings: &SearchSettings) -> StepResult<SearchClient> {
+        let endpoint = settings.endpoint().to_string();
+        let mut builder =
+            TransportBuilder::new(SingleNodeConnectionPool::new(settings.url().clone()))
+                .timeout(REQUEST_TIMEOUT)
+                .enable_meta_header(false);
+        if let Some(auth) = settings.auth() {
+            builder = builder.auth(credentials(auth));
         }
-        let credentials = if parsed.username().is_empty() {
-            None
-        } else {
-            let user = percent_decode(parsed.username());
-            let password = parsed.password().map(percent_decode).unwrap_or_default();
-            Some(Credentials::Basic(user, password))
-        };
-        // Neither can fail on an http(s) URL with a host.
-        let _ = parsed.set_username("");
-        let _ = parsed.set_password(None);
-        let endpoint = match (parsed.host_str(), parsed.port_or_known_default()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_string(),
-            _ => {
-                return Err(StepError::new(
-                    ErrorKind::Configuration,
-                    "the Elasticsearch URL has no host",
-                ));
+        if let Some(ca) = settings.ca_cert() {
+            // Trusted besides the client's bundled public roots; host names are still verified.
+            let mut chain: Option<Certificate> = None;
+            for der in ca.der_certificates() {
+                let certificate = Certificate::from_der(der).map_err(|e| {
+                    StepError::new(
+                        ErrorKind::Configuration,
+                        format!("es_ca_cert: cannot load the certificate: {e}"),
+                    )
+                })?;
+                match chain.as_mut() {
+                    Some(chain) => chain.append(certificate),
+                    None => chain = Some(certificate),
+                }
             }
-        };
-        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(parsed))
-            .timeout(REQUEST_TIMEOUT)
-            .enable_meta_header(false);
-        if let Some(credentials) = credentials {
-            builder = builder.auth(credentials);
+            if let Some(chain) = chain {
+                builder = builder.cert_validation(CertificateValidation::Full(chain));
+            }
         }
         let transport = builder.build().map_err(|e| {
+            let hint = if settings.ca_cert().is_some() {
+                " (check es_ca_cert)"
+            } else {
+                ""
+            };
             StepError::new(
                 ErrorKind::Configuration,
                 format!(
-                    "cannot build the Elasticsearch client for {endpoint}: {}",
-                    redact(&e.to_string())
+                    "cannot build the Elasticsearch client for {endpoint}{hint}: {}",
+                    build_error_chain(&e)
                 ),
             )
         })?;
@@ -138,16 +161,6 @@ impl SearchClient {
             es: Elasticsearch::new(transport),
             endpoint,
         })
-    }
-
-    /// A client for the secret's `es_url`.
-    pub fn from_secrets(secrets: &Secrets) -> StepResult<SearchClient> {
-        SearchClient::new(secrets.es_url.expose_secret())
-    }
-
-    /// The underlying client, e.g. for bulk requests.
-    pub fn elasticsearch(&self) -> &Elasticsearch {
-        &self.es
     }
 
     /// `host:port` of the cluster, safe to log.
@@ -196,10 +209,48 @@ impl SearchClient {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
+/// The transport's credentials. The `elasticsearch` crate turns them into the
+/// `Authorization` header, marked sensitive.
+fn credentials(auth: &SearchAuth) -> Credentials {
+    match auth {
+        SearchAuth::Basic { username, password } => Credentials::Basic(
+            username.expose_secret().to_string(),
+            password.expose_secret().to_string(),
+        ),
+        SearchAuth::ApiKey { id, key } => Credentials::ApiKey(
+            id.expose_secret().to_string(),
+            key.expose_secret().to_string(),
+        ),
+        // Validated as base64 when the secret was read: the crate's header conversion (which
+        // panics on invalid characters) always succeeds.
+        SearchAuth::EncodedApiKey(encoded) => {
+            Credentials::EncodedApiKey(encoded.expose_secret().to_string())
+        }
+    }
+}
+
+/// `BuildError` reports its cause through the deprecated `cause()` only, so `source()` finds
+/// nothing: unwrap it by hand.
+fn build_error_chain(error: &BuildError) -> String {
+    match error {
+        BuildError::Cert(e) => error_chain(e),
+        BuildError::Io(e) => error_chain(e),
+        BuildError::Config(e) => redact(e),
+    }
+}
+
+/// An error and its causes, `a: b: c`, with any URL credentials removed.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![redact(&error.to_string())];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = redact(&cause.to_string());
+        if !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
 }
 
 fn is_transient_status(status: StatusCode) -> bool {
@@ -258,6 +309,17 @@ impl From<elasticsearch::Error> for StepError {
     /// Transport failures (connection refused, reset, timeout), 429 and 5xx are transient;
     /// JSON errors are internal. The message never carries credentials.
     fn from(error: elasticsearch::Error) -> StepError {
+        // An untrusted certificate will not fix itself: an operator must set es_ca_cert.
+        if let Some(tls) = certificate_failure(&error) {
+            return StepError::new(
+                ErrorKind::Configuration,
+                format!(
+                    "Elasticsearch request failed: the server's TLS certificate was refused \
+                     ({tls}); set es_ca_cert in the refresh secret to the CA that signed it, \
+                     and make sure the certificate names the host in es_url"
+                ),
+            );
+        }
         let kind = if let Some(status) = error.status_code() {
             if is_transient_status(status) {
                 ErrorKind::TransientSearch
@@ -278,6 +340,30 @@ impl From<elasticsearch::Error> for StepError {
         };
         StepError::new(kind, format!("Elasticsearch request failed: {detail}"))
     }
+}
+
+/// The TLS library's verdict when the server's certificate failed verification. rustls' error
+/// travels inside (nested) `io::Error`s, whose `source()` skips the error they wrap, so each
+/// I/O error is opened with `get_ref()`.
+fn certificate_failure(error: &elasticsearch::Error) -> Option<String> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            )
+            .then(|| tls.to_string());
+        }
+        current = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner),
+            None => e.source(),
+        };
+    }
+    None
 }
 
 fn reqwest_source(error: &elasticsearch::Error) -> Option<&reqwest::Error> {
@@ -400,9 +486,23 @@ mod tests {
     }
 
     #[test]
-    fn percent_encoded_credentials_are_decoded() {
-        assert_eq!(percent_decode("p%40ss%3Aw"), "p@ss:w");
-        assert_eq!(percent_decode("plain+x"), "plain+x");
+    fn a_ca_the_tls_library_cannot_load_fails_the_build_naming_es_ca_cert() {
+        // A DER SEQUENCE passes the secret's PEM check but is no certificate.
+        let settings = SearchSettings::new(
+            "https://es.example:9243",
+            None,
+            Some("-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n"),
+        )
+        .unwrap();
+        let err = SearchClient::from_settings(&settings).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Configuration);
+        assert!(
+            err.message.starts_with(
+                "cannot build the Elasticsearch client for es.example:9243 (check es_ca_cert): "
+            ),
+            "{}",
+            err.message
+        );
     }
 
     #[tokio::test]

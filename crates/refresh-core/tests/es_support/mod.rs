@@ -1,8 +1,8 @@
 //! Shared helpers of the Elasticsearch integration tests (real cluster at `ES_URL`).
 #![allow(dead_code)]
 
-use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use elasticsearch::http::Method;
+use refresh_core::es::bulk::BulkOptions;
 use refresh_core::es::SearchClient;
 use serde_json::Value;
 
@@ -39,30 +39,16 @@ pub async fn raw(
 
 /// Bulk-indexes pre-serialised NDJSON and refreshes; panics on any item error.
 pub async fn bulk(client: &SearchClient, index: &str, ndjson: Vec<u8>) -> Value {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
     let response = client
-        .elasticsearch()
-        .transport()
-        .send(
-            Method::Post,
-            &format!("/{index}/_bulk"),
-            headers,
-            Some(&[("refresh", "true")]),
-            Some(ndjson),
-            None,
-        )
+        .bulk_ndjson(index, ndjson, &BulkOptions::default())
         .await
         .unwrap();
     assert!(
-        response.status_code().is_success(),
+        response.status.is_success(),
         "bulk status {}",
-        response.status_code()
+        response.status
     );
-    let body: Value = response.json().await.unwrap();
+    let body: Value = response.json().unwrap();
     if body["errors"] == true {
         let errors: Vec<&Value> = body["items"]
             .as_array()
@@ -72,6 +58,8 @@ pub async fn bulk(client: &SearchClient, index: &str, ndjson: Vec<u8>) -> Value 
             .collect();
         panic!("bulk item errors: {errors:#?}");
     }
+    let (status, refreshed) = raw(client, Method::Post, &format!("/{index}/_refresh"), None).await;
+    assert_eq!(status, 200, "{refreshed}");
     body
 }
 

@@ -19,6 +19,7 @@
 //! - `validate`: after step 9, the referencing foreign keys promotion re-created `NOT VALID`.
 
 mod reapply;
+mod record;
 mod sequences;
 mod shape;
 mod statement;
@@ -29,6 +30,7 @@ pub use reapply::{
     reapply_constraints, reapply_constraints_on, reapply_constraints_until, temp_name,
     ReappliedItem, ReapplyAction, ReapplyOptions, ReapplyReport, DEFAULT_REAPPLY_PARALLELISM,
 };
+pub use record::{table_promoted_by, PromotionRecord};
 pub use shape::{table_shape, ConstraintInfo, IndexInfo, ReferencingForeignKey, TableShape};
 pub use swap::{
     promote_table, promote_table_with, promote_table_with_hook, ForeignKeyCheck, PromotionOptions,

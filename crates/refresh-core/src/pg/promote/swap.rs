@@ -9,6 +9,7 @@
 //! worker's `validate_foreign_keys` job); new rows are checked from the moment of promotion.
 
 use super::reapply::temp_name;
+use super::record::{self, PromotionRecord};
 use super::sequences::move_sequences;
 use super::shape::{
     check_supported, owned_sequences, referencing_foreign_keys, table_comment_and_grants,
@@ -46,6 +47,8 @@ pub enum ForeignKeyCheck {
 pub struct PromotionOptions {
     pub lock_timeout: Duration,
     pub foreign_keys: ForeignKeyCheck,
+    /// Written in the transaction (the point of no return); a refresh always gives one.
+    pub record: Option<PromotionRecord>,
 }
 
 impl Default for PromotionOptions {
@@ -53,6 +56,7 @@ impl Default for PromotionOptions {
         PromotionOptions {
             lock_timeout: DEFAULT_PROMOTION_LOCK_TIMEOUT,
             foreign_keys: ForeignKeyCheck::default(),
+            record: None,
         }
     }
 }
@@ -126,6 +130,9 @@ pub async fn promote_table_with_hook(
     restore_foreign_keys(&tx, &mut plan.foreign_keys, options.foreign_keys).await?;
     hook(PromotionStage::ForeignKeysRestored)?;
     let rows = check_promoted(&tx, &tables, &plan.live).await?;
+    if let Some(record) = &options.record {
+        record::write(&tx, media, record).await?;
+    }
     tx.commit().await.context("committing the promotion")?;
 
     let (live_table, temp_table) = (tables.live, tables.temp);

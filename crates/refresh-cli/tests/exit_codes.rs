@@ -1,0 +1,135 @@
+//! Each error path of the binary: its exit code and its one-line message. Nothing here
+//! reaches a real AWS endpoint: AWS calls go to a closed loopback port.
+
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_refresh");
+
+/// A loopback port nothing listens on (port 1 needs root to bind; nobody does here).
+const CLOSED_ENDPOINT: &str = "http://127.0.0.1:1";
+
+/// Dummy credentials, checked never to appear in any output.
+const KEY_ID: &str = "AKIDCLITESTKEYID";
+const SECRET: &str = "cli-test-secret-value";
+
+fn refresh(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ENDPOINT_URL", CLOSED_ENDPOINT)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env(
+            "DATA_REFRESH_STATE_MACHINE_ARN",
+            "arn:aws:states:us-east-1:000000000000:stateMachine:data-refresh-data-refresh",
+        )
+        .output()
+        .expect("the refresh binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr)
+        .trim_end()
+        .to_string()
+}
+
+fn assert_one_line_naming(output: &Output, code: i32, named: &str) {
+    let text = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "stderr: {text}");
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    assert!(text.contains(named), "{named} named in: {text}");
+}
+
+#[test]
+fn bad_arguments_exit_2_naming_them() {
+    for (args, named) in [
+        (vec!["start", "--media", "video"], "--media"),
+        (
+            vec!["start", "--media", "image", "--row-limit", "-5"],
+            "--row-limit",
+        ),
+        (
+            vec![
+                "start",
+                "--media",
+                "image",
+                "--wait-if-busy",
+                "--allow-concurrent",
+            ],
+            "--allow-concurrent",
+        ),
+        (vec!["status", "--bogus"], "--bogus"),
+        (vec!["history"], "MEDIA"),
+        (vec!["stop"], "EXECUTION"),
+        (vec!["list", "--limit", "zero"], "--limit"),
+    ] {
+        assert_one_line_naming(&refresh(&args), 2, named);
+    }
+}
+
+#[test]
+fn invalid_input_is_refused_with_3_before_any_aws_call() {
+    // Were AWS called, the closed endpoint would make this exit 5.
+    for (args, named) in [
+        (
+            vec!["start", "--media", "image", "--suffix", "Bad"],
+            "--suffix",
+        ),
+        (
+            vec!["start", "--media", "all", "--row-limit", "0"],
+            "--row-limit",
+        ),
+        (
+            vec!["start", "--media", "audio", "--max-drop-pct", "250"],
+            "--max-drop-pct",
+        ),
+        (
+            vec!["start", "--media", "image", "--environment", "prod"],
+            "--environment",
+        ),
+    ] {
+        assert_one_line_naming(&refresh(&args), 3, named);
+    }
+}
+
+#[test]
+fn a_valid_dry_run_needs_no_aws() {
+    let output = refresh(&["start", "--media", "all", "--suffix", "init", "--dry-run"]);
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("index image-init"), "{text}");
+    assert!(text.contains("index audio-init"), "{text}");
+}
+
+#[test]
+fn unreachable_aws_exits_5() {
+    for args in [
+        vec!["status", "some-run"],
+        vec!["list"],
+        vec!["stop", "some-run"],
+        vec!["history", "image"],
+        vec!["start", "--media", "image"],
+    ] {
+        let output = refresh(&args);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(5), "{args:?}: {text}");
+        assert_eq!(text.lines().count(), 1, "{args:?}: one line: {text}");
+        assert!(text.contains("cannot reach AWS"), "{args:?}: {text}");
+        assert!(
+            !text.contains(KEY_ID) && !text.contains(SECRET),
+            "{args:?}: no credential in: {text}"
+        );
+    }
+}
+
+#[test]
+fn help_and_version_succeed() {
+    assert_eq!(refresh(&["--help"]).status.code(), Some(0));
+    assert_eq!(refresh(&["--version"]).status.code(), Some(0));
+    // No subcommand: the help, as a usage error.
+    assert_eq!(refresh(&[]).status.code(), Some(2));
+}

@@ -1,0 +1,271 @@
+//! More of the fault matrix, in the real engine (the first faults are in `faults.rs`):
+//! PostgreSQL connections killed during the copy and during *Promote table*, a worker's
+//! instance terminated through the EC2 API mid-range (as a spot interruption would), and
+//! Elasticsearch lost during the main reindex.
+//!
+//! A fault the run survives must end with the exact document count; one it cannot must leave
+//! the live table byte for byte as it was (rows and a checksum of `(id, identifier)`), both
+//! aliases on the same indices, and no instance, temp table or new index.
+
+use anyhow::{bail, Result};
+use e2e::{
+    eligible_rows, exclusive, kill_elasticsearch, load_sample_data, restart_local_services,
+    MediaType, Stack,
+};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(900);
+/// About 93 000 image rows: the copy and the reindex last long enough to be hit.
+const LONG_RUN_COPIES: u32 = 30;
+
+/// Terminates every backend of the API database whose query matches `pattern` (SQL `LIKE`),
+/// polling until at least one was found or `timeout` passed. Returns how many.
+async fn terminate_backends(stack: &Stack, pattern: &str, timeout: Duration) -> Result<u64> {
+    let db = stack.api_db().await?;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let killed: i64 = db
+            .query_one(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+                   FROM pg_stat_activity
+                  WHERE datname = 'api' AND pid <> pg_backend_pid() AND query LIKE $1
+                    AND state <> 'idle'",
+                &[&pattern],
+            )
+            .await?
+            .get(0);
+        if killed > 0 {
+            return Ok(killed as u64);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("no backend running {pattern:?} within {timeout:?}")
+}
+
+/// How often a state's task failed (and was retried or caught).
+async fn failed_attempts(stack: &Stack, arn: &str, state: &str) -> Result<usize> {
+    let mut current = String::new();
+    let mut failures = 0;
+    let mut pages = stack
+        .sfn
+        .get_execution_history()
+        .execution_arn(arn)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for event in page?.events() {
+            if let Some(entered) = event.state_entered_event_details() {
+                current = entered.name().to_string();
+            }
+            let kind = event.r#type().as_str();
+            if current == state && (kind == "TaskFailed" || kind == "LambdaFunctionFailed") {
+                failures += 1;
+            }
+        }
+    }
+    Ok(failures)
+}
+
+#[tokio::test]
+async fn postgres_connections_killed_during_the_copy_are_retried_and_the_count_is_exact(
+) -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    stack
+        .multiply_catalog(MediaType::Image, LONG_RUN_COPIES)
+        .await?;
+    let arn = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-pg-killed-copy",
+            json!({"media_type": "image", "environment": "staging",
+                   "override_record_drop": true, "override_search_guard": true}),
+        )
+        .await?;
+    stack
+        .wait_for_state(&arn, "Copy data", Duration::from_secs(300))
+        .await?;
+    let killed = terminate_backends(
+        &stack,
+        "%INSERT INTO \"temp_import_image\"%",
+        Duration::from_secs(120),
+    )
+    .await?;
+    let done = stack.wait(&arn, RUN_TIMEOUT).await?;
+    assert_eq!(
+        done.status, "SUCCEEDED",
+        "after {killed} copy backends were killed: {:?} {:?}",
+        done.error, done.cause
+    );
+    assert!(failed_attempts(&stack, &arn, "Copy data").await? >= 1);
+    let db = stack.api_db().await?;
+    assert_eq!(
+        stack.count("image", json!({"match_all": {}})).await?,
+        eligible_rows(&db, MediaType::Image).await?,
+        "documents after the copy was retried"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_postgres_connection_killed_during_promote_table_is_retried() -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    let arn = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-pg-killed-promote",
+            json!({"media_type": "audio", "environment": "staging",
+                   "override_record_drop": true, "override_search_guard": true}),
+        )
+        .await?;
+    stack
+        .wait_for_state(&arn, "Check record drop", RUN_TIMEOUT)
+        .await?;
+    // Holding the live table keeps the promotion transaction waiting for its lock, where
+    // its connection is killed: mid-transaction, with the swap not yet done.
+    let holder = stack.api_db().await?;
+    holder
+        .batch_execute("BEGIN; SELECT count(*) FROM audio")
+        .await?;
+    stack
+        .wait_for_state(&arn, "Promote table", RUN_TIMEOUT)
+        .await?;
+    let killed = terminate_backends(&stack, "LOCK TABLE%", Duration::from_secs(60)).await?;
+    holder.batch_execute("COMMIT").await?;
+    let done = stack.wait(&arn, RUN_TIMEOUT).await?;
+    assert_eq!(
+        done.status, "SUCCEEDED",
+        "after {killed} promotion backends were killed: {:?} {:?}",
+        done.error, done.cause
+    );
+    assert!(failed_attempts(&stack, &arn, "Promote table").await? >= 1);
+    let db = stack.api_db().await?;
+    let rows: i64 = db
+        .query_one("SELECT count(*) FROM audio", &[])
+        .await?
+        .get(0);
+    let catalog = stack.catalog_db().await?;
+    let catalog_rows: i64 = catalog
+        .query_one("SELECT count(*) FROM audio", &[])
+        .await?
+        .get(0);
+    assert!(rows > 0 && rows <= catalog_rows, "{rows} of {catalog_rows}");
+    assert!(!stack.temp_table_exists(MediaType::Audio).await?);
+    assert_eq!(
+        stack.count("audio", json!({"match_all": {}})).await?,
+        eligible_rows(&db, MediaType::Audio).await?
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_instance_terminated_through_the_ec2_api_mid_range_reruns_its_range() -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    stack
+        .multiply_catalog(MediaType::Image, LONG_RUN_COPIES)
+        .await?;
+    let arn = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-spot-interruption",
+            json!({"media_type": "image", "environment": "staging",
+                   "override_record_drop": true, "override_search_guard": true}),
+        )
+        .await?;
+    let (victim, _worker, task) = stack
+        .worker_in_progress(&arn, "staging", 5.0..70.0, Duration::from_secs(300))
+        .await?;
+    stack
+        .ec2
+        .terminate_instances()
+        .instance_ids(&victim.id)
+        .send()
+        .await?;
+    let done = stack.wait(&arn, RUN_TIMEOUT).await?;
+    assert_eq!(
+        done.status, "SUCCEEDED",
+        "after terminating {} at {:.0}%: {:?} {:?}",
+        victim.id, task.progress, done.error, done.cause
+    );
+    let mut launches: BTreeMap<String, usize> = BTreeMap::new();
+    for instance in stack.instances(&arn).await? {
+        assert_eq!(instance.state, "terminated", "{instance:?} was left");
+        *launches
+            .entry(instance.range.unwrap_or_default())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        launches.remove(&victim.range.clone().unwrap_or_default()),
+        Some(2),
+        "the interrupted range runs again on a fresh worker"
+    );
+    assert!(launches.values().all(|&n| n == 1), "{launches:?}");
+    let db = stack.api_db().await?;
+    assert_eq!(
+        stack.count("image", json!({"match_all": {}})).await?,
+        eligible_rows(&db, MediaType::Image).await?
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn elasticsearch_lost_during_the_main_reindex_fails_the_run_and_changes_nothing() -> Result<()>
+{
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    stack
+        .multiply_catalog(MediaType::Image, LONG_RUN_COPIES)
+        .await?;
+    let live_before = stack.live_state(MediaType::Image).await?;
+    let indices_before = stack.media_indices(MediaType::Image).await?;
+    let arn = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-es-lost-reindex",
+            json!({"media_type": "image", "environment": "staging"}),
+        )
+        .await?;
+    stack
+        .worker_in_progress(&arn, "staging", 1.0..90.0, Duration::from_secs(300))
+        .await?;
+    kill_elasticsearch()?;
+    let gave_up = stack
+        .wait_for_state(
+            &arn,
+            "Re-enable alarm actions after failure?",
+            Duration::from_secs(600),
+        )
+        .await;
+    restart_local_services()?;
+    gave_up?;
+    let done = stack.wait(&arn, RUN_TIMEOUT).await?;
+    assert_eq!(done.status, "FAILED", "{:?}", done.error);
+    assert!(!stack
+        .state_names(&arn)
+        .await?
+        .iter()
+        .any(|s| s == "Finish new index"));
+    stack
+        .eventually(
+            "new indices and temp table removed",
+            Duration::from_secs(300),
+            || async {
+                Ok(
+                    stack.media_indices(MediaType::Image).await? == indices_before
+                        && !stack.temp_table_exists(MediaType::Image).await?,
+                )
+            },
+        )
+        .await?;
+    assert_eq!(stack.live_state(MediaType::Image).await?, live_before);
+    assert!(stack.live_instances(&arn).await?.is_empty());
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Stage notifications: a queue subscribed to the stack's topic receives, in order, the
+//! messages of a refresh that succeeds, of one that fails past admission, and of one refused.
+
+use anyhow::{Context, Result};
+use e2e::{aws_cli_json, exclusive, load_sample_data, Stack};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(900);
+
+struct Subscription {
+    queue_url: String,
+}
+
+/// The SQS commands of the AWS CLI v1 resolve their own legacy endpoint and ignore
+/// `AWS_ENDPOINT_URL`: name it.
+fn sqs(args: &[&str]) -> Result<Value> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").context("AWS_ENDPOINT_URL")?;
+    let mut all = vec!["--endpoint-url", endpoint.as_str(), "sqs"];
+    all.extend_from_slice(args);
+    aws_cli_json(&all)
+}
+
+impl Subscription {
+    /// A fresh queue subscribed to the stack's notification topic.
+    fn create(stack: &Stack) -> Result<Subscription> {
+        let outputs = aws_cli_json(&[
+            "cloudformation",
+            "describe-stacks",
+            "--stack-name",
+            &stack.stack_name,
+        ])?;
+        let topic = outputs["Stacks"][0]["Outputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["OutputKey"] == "NotificationTopicArn")
+            .and_then(|o| o["OutputValue"].as_str())
+            .context("no NotificationTopicArn output")?
+            .to_string();
+        let name = format!("e2e-notifications-{}", std::process::id());
+        let queue_url = sqs(&["create-queue", "--queue-name", &name])?["QueueUrl"]
+            .as_str()
+            .context("no QueueUrl")?
+            .to_string();
+        let queue_arn = sqs(&[
+            "get-queue-attributes",
+            "--queue-url",
+            &queue_url,
+            "--attribute-names",
+            "QueueArn",
+        ])?["Attributes"]["QueueArn"]
+            .as_str()
+            .context("no QueueArn")?
+            .to_string();
+        aws_cli_json(&[
+            "sns",
+            "subscribe",
+            "--topic-arn",
+            &topic,
+            "--protocol",
+            "sqs",
+            "--notification-endpoint",
+            &queue_arn,
+        ])?;
+        Ok(Subscription { queue_url })
+    }
+
+    /// Every message received until the queue stays empty for a few seconds, as
+    /// `(subject, message)` in the order SNS published them.
+    fn drain(&self) -> Result<Vec<(String, String)>> {
+        let mut received: Vec<(String, String, String)> = Vec::new();
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < Duration::from_secs(5) {
+            let batch = sqs(&[
+                "receive-message",
+                "--queue-url",
+                &self.queue_url,
+                "--max-number-of-messages",
+                "10",
+                "--wait-time-seconds",
+                "1",
+            ])?;
+            let messages = batch["Messages"].as_array().cloned().unwrap_or_default();
+            if !messages.is_empty() {
+                quiet_since = Instant::now();
+            }
+            for message in messages {
+                let envelope: Value =
+                    serde_json::from_str(message["Body"].as_str().context("no Body")?)?;
+                received.push((
+                    envelope["Timestamp"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    envelope["Subject"].as_str().unwrap_or_default().to_string(),
+                    envelope["Message"].as_str().unwrap_or_default().to_string(),
+                ));
+                sqs(&[
+                    "delete-message",
+                    "--queue-url",
+                    &self.queue_url,
+                    "--receipt-handle",
+                    message["ReceiptHandle"].as_str().context("no handle")?,
+                ])?;
+            }
+        }
+        received.sort();
+        Ok(received.into_iter().map(|(_, s, m)| (s, m)).collect())
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let _ = sqs(&["delete-queue", "--queue-url", &self.queue_url]);
+    }
+}
+
+fn subjects(messages: &[(String, String)]) -> Vec<&str> {
+    messages
+        .iter()
+        .map(|(subject, _)| subject.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_queue_on_the_topic_hears_every_stage_in_order() -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    let subscription = Subscription::create(&stack)?;
+
+    let ok = stack
+        .run(
+            &stack.refresh_arn,
+            "e2e-notified",
+            json!({"media_type": "audio", "environment": "staging"}),
+            RUN_TIMEOUT,
+        )
+        .await?;
+    assert_eq!(ok.status, "SUCCEEDED", "{:?} {:?}", ok.error, ok.cause);
+    let messages = subscription.drain()?;
+    assert_eq!(
+        subjects(&messages),
+        [
+            "audio refresh started (staging)",
+            "audio copy done (staging)",
+            "audio reindex done (staging)",
+            "audio filtered index done (staging)",
+            "audio promoted (staging)",
+            "audio refresh succeeded (staging)",
+        ],
+        "{messages:#?}"
+    );
+    let text = |subject: &str| {
+        messages
+            .iter()
+            .find(|(s, _)| s.contains(subject))
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
+    };
+    let new_index = ok.output["new_index"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(text("started").contains(&new_index), "{}", text("started"));
+    assert!(
+        text("copy done").contains("rows copied"),
+        "{}",
+        text("copy done")
+    );
+    assert!(
+        text("promoted").contains(&new_index),
+        "{}",
+        text("promoted")
+    );
+    let total_after = ok.output["total_after"].to_string();
+    assert!(
+        text("succeeded").contains(&format!("-> {total_after} documents")),
+        "{}",
+        text("succeeded")
+    );
+
+    // Past admission and failed: the failure, with what cleanup removed.
+    let failed = stack
+        .run(
+            &stack.refresh_arn,
+            "e2e-notified-failure",
+            json!({"media_type": "audio", "environment": "staging", "skip_copy": true}),
+            RUN_TIMEOUT,
+        )
+        .await?;
+    assert_eq!(failed.status, "FAILED");
+    let messages = subscription.drain()?;
+    assert_eq!(
+        subjects(&messages),
+        [
+            "audio refresh started (staging)",
+            "audio refresh FAILED (staging)"
+        ],
+        "{messages:#?}"
+    );
+    let failure = &messages[1].1;
+    assert!(
+        failure.contains(failed.error.as_deref().unwrap_or("?")) && failure.contains("Cleanup:"),
+        "{failure}"
+    );
+
+    // Refused before anything was created.
+    let refused = stack
+        .run(
+            &stack.refresh_arn,
+            "e2e-notified-refused",
+            json!({"media_type": "video", "environment": "staging"}),
+            RUN_TIMEOUT,
+        )
+        .await?;
+    assert_eq!(refused.error.as_deref(), Some("InvalidInput"));
+    let messages = subscription.drain()?;
+    assert_eq!(
+        subjects(&messages),
+        ["Data refresh refused"],
+        "{messages:#?}"
+    );
+    assert!(messages[0].1.contains("media_type"), "{}", messages[0].1);
+    Ok(())
+}
