@@ -3,11 +3,16 @@
 
 use crate::aws::{Aws, Machines};
 use crate::cleanup_check::{cleanup_seen, CleanupSeen};
-use crate::cli::{Cli, Command, HistoryArgs, ListArgs, StartArgs, StatusArgs, StopArgs};
+use crate::cli::{
+    Cli, Command, FinishArgs, HistoryArgs, ListArgs, StartArgs, StatusArgs, StopArgs,
+};
 use crate::error::{exit_code_for, worst, CliError, EXIT_FAILED, EXIT_OK};
+use crate::finish::{payload_from_cause, previous_indices, promotions};
 use crate::follow::{follow, out, sink, Mode, Tracker};
+use crate::history::recorded_ranges;
 use crate::history::ExecutionInfo;
-use crate::interpret::replay;
+use crate::interpret::{replay, replay_with_ranges};
+use crate::model::ALIASES_NOT_PROMOTED;
 use crate::origin::{cli_execution_name, origin};
 use crate::render;
 use crate::source::Recorded;
@@ -28,6 +33,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::List(args) => list(&cli.stack, cli.json, args).await,
         Command::Stop(args) => stop(&cli.stack, cli.json, interval, args).await,
         Command::History(args) => history(&cli.stack, cli.json, args).await,
+        Command::Finish(args) => finish(&cli.stack, cli.json, args).await,
     }
 }
 
@@ -107,8 +113,8 @@ async fn start(
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let timed_out = follow(&aws, &mut trackers, sink.as_mut(), interval, deadline).await?;
     if timed_out {
-        // As start-refresh.py did: a run still going at the deadline is stopped (and counts
-        // as failed), so a script's timeout does not leave a refresh running unseen.
+        // A run still going at the deadline is stopped (and counts as failed), so a script's
+        // timeout does not leave a refresh running unseen.
         for tracker in trackers.iter().filter(|t| !t.done) {
             sink.note(&format!(
                 "[{}] still running after {}s; stopping {}",
@@ -176,10 +182,13 @@ async fn status(
         follow(&aws, &mut trackers, sink.as_mut(), interval, None).await?;
         return Ok(exit_code_for(trackers[0].run.result()));
     }
-    let events = aws.events_after(&info.arn, 0).await?;
+    // The run's history and those of its range executions, as one.
+    let mut tracker = Tracker::new(info.clone(), info.name.clone());
+    let (mut run_events, _) = tracker.read(&aws).await?;
     // The description may be newer than the history just read: describe again after it.
     let info = aws.describe(&info.arn).await?;
-    let (run, run_events) = replay(&info, &events);
+    tracker.reconcile(info.clone(), &mut run_events);
+    let run = tracker.run;
     if mode == Mode::Json {
         for event in &run_events {
             out(&render::json_line(&info.name, event));
@@ -206,8 +215,10 @@ async fn replay_file(
         .map_err(|e| CliError::Usage(format!("--replay {path}: not JSON: {e}")))?;
     let (info, events) = crate::history::recorded_run(&value)
         .map_err(|e| CliError::Usage(format!("--replay {path}: {e}")))?;
+    let ranges =
+        recorded_ranges(&value).map_err(|e| CliError::Usage(format!("--replay {path}: {e}")))?;
     if live {
-        let source = Recorded::new(info, events, 20);
+        let source = Recorded::new(info, events, 20).with_ranges(ranges);
         let info = source.info_now();
         let label = info.name.clone();
         let mut trackers = vec![Tracker::new(info, label)];
@@ -215,7 +226,11 @@ async fn replay_file(
         follow(&source, &mut trackers, sink.as_mut(), interval, None).await?;
         return Ok(exit_code_for(trackers[0].run.result()));
     }
-    let (run, run_events) = replay(&info, &events);
+    let ranges: Vec<_> = ranges
+        .into_iter()
+        .map(|(range, events)| (range.arn, events))
+        .collect();
+    let (run, run_events) = replay_with_ranges(&info, &events, &ranges);
     let now = info
         .stop
         .or(events.last().map(|e| e.timestamp))
@@ -315,6 +330,58 @@ async fn history(stack: &str, json: bool, args: HistoryArgs) -> Result<u8, CliEr
     } else {
         out(trend_table(media, &rows).trim_end());
     }
+    Ok(EXIT_OK)
+}
+
+/// `finish`: moves the aliases of a run that ended `AliasesNotPromoted`, with the payload
+/// its cause ends with, through the stack's promote_aliases function (which refuses unless
+/// the run's table promotion is on record, and is safe to repeat).
+async fn finish(stack: &str, json: bool, args: FinishArgs) -> Result<u8, CliError> {
+    let aws = Aws::connect().await;
+    let machines = aws.machines(stack).await?;
+    let info = aws.resolve_execution(&machines, &args.execution).await?;
+    if info.is_running() || info.error.as_deref() != Some(ALIASES_NOT_PROMOTED) {
+        let ended = match (&info.error, info.is_running()) {
+            (_, true) => "is still RUNNING".to_string(),
+            (Some(error), false) => format!("ended {} with {error}", info.status),
+            (None, false) => format!("ended {}", info.status),
+        };
+        return Err(CliError::Refused(format!(
+            "{} {ended}, not {ALIASES_NOT_PROMOTED}: nothing to finish",
+            info.name
+        )));
+    }
+    let payload = payload_from_cause(info.cause.as_deref().unwrap_or_default())
+        .map_err(|e| CliError::Refused(format!("{}: {e}", info.name)))?
+        .to_value();
+    let function = aws.promote_aliases_function(stack).await?;
+    say(
+        json,
+        serde_json::json!({"event": "finishing", "execution": info.name,
+                           "function": function, "payload": payload}),
+        &format!("{}: invoking {function} with {payload}", info.name),
+    );
+    let answer = aws.invoke(&function, &payload).await?;
+    let previous = previous_indices(&answer);
+    let moved = promotions(&answer);
+    say(
+        json,
+        serde_json::json!({"event": "aliases_promoted", "execution": info.name,
+                           "result": answer}),
+        &format!(
+            "aliases promoted: {}\nprevious indices (the run would have deleted them next): {}",
+            if moved.is_empty() {
+                "already in place".to_string()
+            } else {
+                moved.join(", ")
+            },
+            if previous.is_empty() {
+                "none".to_string()
+            } else {
+                previous.join(", ")
+            }
+        ),
+    );
     Ok(EXIT_OK)
 }
 

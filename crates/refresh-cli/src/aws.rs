@@ -13,11 +13,13 @@ use serde_json::{Map, Value};
 pub const REFRESH_ARN_VAR: &str = "DATA_REFRESH_STATE_MACHINE_ARN";
 pub const FILTERED_ARN_VAR: &str = "FILTERED_INDEX_STATE_MACHINE_ARN";
 pub const CLEANUP_ARN_VAR: &str = "CLEANUP_FUNCTION_ARN";
+pub const PROMOTE_ALIASES_VAR: &str = "PROMOTE_ALIASES_FUNCTION_NAME";
 
 /// The stack's outputs the CLI reads (infra/template.yaml `Outputs`).
 pub const OUTPUT_REFRESH: &str = "DataRefreshStateMachineArn";
 pub const OUTPUT_FILTERED: &str = "FilteredIndexStateMachineArn";
 pub const OUTPUT_CLEANUP: &str = "CleanupFunctionArn";
+pub const OUTPUT_PROMOTE_ALIASES: &str = "PromoteAliasesFunctionName";
 
 /// The tag the state machine puts on every worker (functions/src/ec2.rs `EXECUTION_TAG`).
 pub const EXECUTION_TAG: &str = "refresh:execution";
@@ -27,6 +29,7 @@ pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
     pub cfn: aws_sdk_cloudformation::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub lambda: aws_sdk_lambda::Client,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +68,7 @@ impl Aws {
             ec2: aws_sdk_ec2::Client::new(&config),
             cfn: aws_sdk_cloudformation::Client::new(&config),
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            lambda: aws_sdk_lambda::Client::new(&config),
         }
     }
 
@@ -125,6 +129,54 @@ impl Aws {
             .find(|(k, _)| k == OUTPUT_CLEANUP)
             .map(|(_, v)| v)
             .ok_or_else(|| format!("stack {stack} has no {OUTPUT_CLEANUP} output"))
+    }
+
+    /// The promote_aliases function (`refresh finish`): `PROMOTE_ALIASES_FUNCTION_NAME`, else
+    /// the stack output `PromoteAliasesFunctionName`.
+    pub async fn promote_aliases_function(&self, stack: &str) -> Result<String, CliError> {
+        if let Some(name) = env_value(PROMOTE_ALIASES_VAR) {
+            return Ok(name);
+        }
+        self.stack_outputs(stack)
+            .await?
+            .into_iter()
+            .find(|(k, _)| k == OUTPUT_PROMOTE_ALIASES)
+            .map(|(_, v)| v)
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--stack {stack}: the stack has no {OUTPUT_PROMOTE_ALIASES} output (set {PROMOTE_ALIASES_VAR})"
+                ))
+            })
+    }
+
+    /// Invokes a function synchronously with `payload`; its answer as JSON. A function
+    /// error (the step refused or failed) is [`CliError::Failed`] with its message.
+    pub async fn invoke(&self, function: &str, payload: &Value) -> Result<Value, CliError> {
+        let answer = self
+            .lambda
+            .invoke()
+            .function_name(function)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+            .send()
+            .await
+            .map_err(|e| aws_error(&format!("Invoke of {function}"), e))?;
+        let body = answer
+            .payload()
+            .map(|b| String::from_utf8_lossy(b.as_ref()).into_owned())
+            .unwrap_or_default();
+        let value: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        if let Some(kind) = answer.function_error() {
+            let message = value["errorMessage"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| value.to_string());
+            let name = value["errorType"].as_str().unwrap_or(kind);
+            return Err(CliError::Failed(crate::interpret::one_line(
+                &format!("{function} answered {name}: {message}"),
+                600,
+            )));
+        }
+        Ok(value)
     }
 
     async fn stack_outputs(&self, stack: &str) -> Result<Vec<(String, String)>, CliError> {
@@ -440,6 +492,14 @@ pub fn event_from_sdk(event: &SdkEvent) -> HistoryEvent {
     } else if let Some(d) = event.task_submit_failed_event_details() {
         put("error", d.error());
         put("cause", d.cause());
+    } else if let Some(d) = event.task_submitted_event_details() {
+        // A `startExecution.sync` task: its output names the execution it started.
+        put("resource", Some(d.resource()));
+        put("resourceType", Some(d.resource_type()));
+        put("output", d.output());
+    } else if let Some(d) = event.task_started_event_details() {
+        put("resource", Some(d.resource()));
+        put("resourceType", Some(d.resource_type()));
     } else if let Some(d) = event.task_succeeded_event_details() {
         put("resource", Some(d.resource()));
         put("output", d.output());

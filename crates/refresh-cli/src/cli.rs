@@ -7,13 +7,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "refresh",
     version,
-    about = "Start, follow, list, stop and compare data refresh executions.",
-    long_about = "Start, follow, list, stop and compare data refresh executions.\n\n\
+    about = "Start, follow, list, stop, compare and finish data refresh executions.",
+    long_about = "Start, follow, list, stop, compare and finish data refresh executions.\n\n\
         AWS region, credentials and endpoint come from the usual AWS environment \
         (for LocalStack: `. .local/env`). The state machines come from \
         DATA_REFRESH_STATE_MACHINE_ARN / FILTERED_INDEX_STATE_MACHINE_ARN when set \
         (`. .local/stack.env`), else from the outputs of --stack.\n\n\
-        Exit codes: 0 success, 2 usage, 3 refused (concurrency, drop guard, invalid input), \
+        Exit codes: 0 success, 2 usage, 3 refused (concurrency, drop or search guard, \
+        invalid input; `finish` of a run that did not end AliasesNotPromoted), \
         4 the refresh failed, 5 cannot reach AWS."
 )]
 pub struct Cli {
@@ -48,6 +49,8 @@ pub enum Command {
     Stop(StopArgs),
     /// The last refreshes of a media type: counts and durations side by side.
     History(HistoryArgs),
+    /// Move the aliases of a run that ended AliasesNotPromoted (its table is promoted).
+    Finish(FinishArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,6 +109,9 @@ pub struct StartArgs {
     /// Promote even when the count drops past the guard.
     #[arg(long, visible_alias = "override-record-drop")]
     pub override_drop: bool,
+    /// Promote even when a search guard query finds too few documents in the new index.
+    #[arg(long)]
+    pub override_search_guard: bool,
     /// Follow the execution(s) to the end; the exit code is then the worst outcome.
     #[arg(long)]
     pub follow: bool,
@@ -141,6 +147,7 @@ impl StartArgs {
             row_limit: self.row_limit,
             max_drop_pct: self.max_drop_pct,
             override_drop: self.override_drop,
+            override_search_guard: self.override_search_guard,
         }
     }
 }
@@ -179,6 +186,12 @@ pub struct StopArgs {
     /// With --wait: give up after this many seconds (exit 4).
     #[arg(long, value_name = "SECONDS", default_value_t = 900, requires = "wait")]
     pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct FinishArgs {
+    /// Execution ARN or name of the run that ended AliasesNotPromoted.
+    pub execution: String,
 }
 
 #[derive(Debug, Args)]
@@ -250,7 +263,7 @@ mod tests {
     /// Each usage error is one line that names the argument.
     #[test]
     fn usage_errors_are_one_line_naming_the_argument() {
-        let cases: [(&[&str], &str); 9] = [
+        let cases: [(&[&str], &str); 10] = [
             (&["start", "--media", "video"], "--media"),
             (&["start"], "--media"),
             (
@@ -282,6 +295,7 @@ mod tests {
             (&["list", "--limit", "0"], "--limit"),
             (&["history", "video"], "MEDIA"),
             (&["stop"], "EXECUTION"),
+            (&["finish"], "EXECUTION"),
         ];
         for (args, named) in cases {
             let err = parse(args).expect_err("usage error");

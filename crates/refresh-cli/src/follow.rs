@@ -1,11 +1,12 @@
-//! Following executions: each poll's new history events go through the interpreter into
-//! the run and out through a sink: plain lines, JSON lines, or live bars on a terminal.
+//! Following executions: each poll's new history events (the run's, and those of the
+//! worker-range executions its ranges run in) go through the interpreter into the run and
+//! out through a sink: plain lines, JSON lines, or live bars on a terminal (one per range).
 
 use crate::error::CliError;
 use crate::history::{ExecutionInfo, HistoryEvent};
-use crate::interpret::Interpreter;
 use crate::model::{RangePhase, RangeView, Run, RunEvent};
 use crate::origin::origin;
+use crate::reader::RunReader;
 use crate::render;
 use crate::source::Source;
 use chrono::{DateTime, Utc};
@@ -31,7 +32,7 @@ pub struct Tracker {
     /// Shown before each line when several executions are followed (the media type).
     pub label: String,
     pub run: Run,
-    interpreter: Interpreter,
+    reader: RunReader,
     last_id: i64,
     pub done: bool,
 }
@@ -42,7 +43,7 @@ impl Tracker {
             run: Run::new(&info),
             info,
             label,
-            interpreter: Interpreter::new(),
+            reader: RunReader::new(),
             last_id: 0,
             done: false,
         }
@@ -63,18 +64,60 @@ impl Tracker {
         self.info = info;
     }
 
-    /// Feeds new events; returns what they mean.
+    /// Feeds new events of the run's own history; returns what they mean.
     pub fn feed(&mut self, events: &[HistoryEvent]) -> Vec<RunEvent> {
-        let mut out = Vec::new();
+        self.feed_with_ranges(events, &[])
+    }
+
+    /// Feeds new events of the run's history and of its range executions (`(ARN, events)`);
+    /// returns what they mean, in time order.
+    pub fn feed_with_ranges(
+        &mut self,
+        events: &[HistoryEvent],
+        ranges: &[(String, Vec<HistoryEvent>)],
+    ) -> Vec<RunEvent> {
         let seen = self.last_id;
-        for event in events.iter().filter(|e| e.id > seen) {
-            self.last_id = self.last_id.max(event.id);
-            for run_event in self.interpreter.feed(event) {
-                self.run.apply(&run_event);
-                out.push(run_event);
-            }
+        let new: Vec<HistoryEvent> = events.iter().filter(|e| e.id > seen).cloned().collect();
+        self.last_id = new.iter().map(|e| e.id).fold(self.last_id, i64::max);
+        let mut streams = vec![self.reader.parent(&new)];
+        for (arn, range_events) in ranges {
+            streams.push(self.reader.child(arn, range_events));
+        }
+        self.settle(streams)
+    }
+
+    fn settle(&mut self, streams: Vec<Vec<RunEvent>>) -> Vec<RunEvent> {
+        let out = self.reader.settle(streams);
+        for run_event in &out {
+            self.run.apply(run_event);
         }
         out
+    }
+
+    /// Reads what is new in the run's history and in its range executions' (those it names,
+    /// including any it names in this very read). Returns the run events and whether any
+    /// history event was new.
+    pub async fn read<S: Source>(&mut self, source: &S) -> Result<(Vec<RunEvent>, bool), CliError> {
+        let events = source.events_after(&self.info.arn, self.last_id).await?;
+        let mut any = !events.is_empty();
+        self.last_id = events.iter().map(|e| e.id).fold(self.last_id, i64::max);
+        let mut streams = vec![self.reader.parent(&events)];
+        for (arn, after) in self.reader.children_to_read() {
+            let range_events = match source.events_after(&arn, after).await {
+                Ok(events) => events,
+                // Named but not (yet) described: read it at the next poll.
+                Err(CliError::Usage(_)) => continue,
+                Err(other) => return Err(other),
+            };
+            any |= !range_events.is_empty();
+            streams.push(self.reader.child(&arn, &range_events));
+        }
+        Ok((self.settle(streams), any))
+    }
+
+    /// The range executions the run has named so far.
+    pub fn range_executions(&self) -> Vec<String> {
+        self.reader.children()
     }
 }
 
@@ -208,7 +251,13 @@ impl BarsSink {
         if bar.is_finished() {
             return;
         }
-        bar.set_length(view.rows_total.unwrap_or(0));
+        // Until the worker counts its rows, the planned id span stands in (an empty bar,
+        // not a full one of length 0).
+        let span = match (view.start_id, view.end_id) {
+            (Some(start), Some(end)) if end >= start => u64::try_from(end - start + 1).ok(),
+            _ => None,
+        };
+        bar.set_length(view.rows_total.or(span).unwrap_or(1));
         bar.set_position(view.rows_processed);
         bar.set_message(render::range_bar_message(view));
         match view.phase {
@@ -223,7 +272,8 @@ impl Sink for BarsSink {
     fn events(&mut self, index: usize, tracker: &Tracker, events: &[RunEvent]) {
         for event in events {
             match event {
-                RunEvent::RangeAttempt { range, .. }
+                RunEvent::RangeExecution { range, .. }
+                | RunEvent::RangeAttempt { range, .. }
                 | RunEvent::RangeInstance { range, .. }
                 | RunEvent::RangeProgress { range, .. }
                 | RunEvent::RangeDone { range, .. } => {
@@ -307,22 +357,17 @@ pub async fn follow<S: Source>(
 ) -> Result<bool, CliError> {
     loop {
         for (index, tracker) in trackers.iter_mut().enumerate().filter(|(_, t)| !t.done) {
-            let events = source
-                .events_after(&tracker.info.arn, tracker.last_id())
-                .await?;
-            let mut run_events = tracker.feed(&events);
+            let (mut run_events, any) = tracker.read(source).await?;
             if tracker.run.is_finished() {
                 let info = source.describe(&tracker.info.arn).await?;
                 tracker.reconcile(info, &mut run_events);
-            } else if events.is_empty() {
+            } else if !any {
                 // A quiet poll: make sure the execution has not ended without our seeing
                 // its last events (read them once more, then trust the description).
                 let info = source.describe(&tracker.info.arn).await?;
                 if !info.is_running() {
-                    let late = source
-                        .events_after(&tracker.info.arn, tracker.last_id())
-                        .await?;
-                    run_events.extend(tracker.feed(&late));
+                    let (late, _) = tracker.read(source).await?;
+                    run_events.extend(late);
                     tracker.reconcile(info, &mut run_events);
                 }
             }

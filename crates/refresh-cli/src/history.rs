@@ -178,7 +178,7 @@ pub fn execution_from_json(value: &Value) -> Result<ExecutionInfo, RecordError> 
 }
 
 /// A recorded run: `{"describe": <DescribeExecution>, "history": <GetExecutionHistory>}`
-/// (the test fixtures' shape).
+/// (the test fixtures' shape; a refresh adds its range executions, see [`recorded_ranges`]).
 pub fn recorded_run(value: &Value) -> Result<(ExecutionInfo, Vec<HistoryEvent>), RecordError> {
     let describe = value
         .get("describe")
@@ -187,6 +187,22 @@ pub fn recorded_run(value: &Value) -> Result<(ExecutionInfo, Vec<HistoryEvent>),
         .get("history")
         .ok_or_else(|| shape("recorded run without \"history\""))?;
     Ok((execution_from_json(describe)?, events_from_json(history)?))
+}
+
+/// The range executions recorded with a run (`"children": [{"describe", "history"}, …]`;
+/// none in runs older than the worker-range machine).
+pub fn recorded_ranges(
+    value: &Value,
+) -> Result<Vec<(ExecutionInfo, Vec<HistoryEvent>)>, RecordError> {
+    let Some(children) = value.get("children") else {
+        return Ok(Vec::new());
+    };
+    children
+        .as_array()
+        .ok_or_else(|| shape("\"children\" is not an array"))?
+        .iter()
+        .map(recorded_run)
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,18 +1,22 @@
 //! History events → [`RunEvent`]s.
 //!
 //! Reads only what the execution history carries: state names, the state input/output the
-//! existing Lambdas produced (worker task status, copy cursor, counts, the drop guard's
-//! answer, the report) and errors. Nothing here calls AWS, a database or Elasticsearch.
+//! existing Lambdas produced (worker task status, copy cursor, counts, the guards' answers,
+//! the report) and errors. Nothing here calls AWS, a database or Elasticsearch. A data
+//! refresh's ranges run in executions of their own (the worker-range machine): each is read
+//! by an interpreter of [`Scope::Range`], and `reader` merges them into the run.
 
 use crate::history::{ExecutionInfo, HistoryEvent};
 use crate::model::{
-    Counts, Params, PlannedRange, Report, Run, RunEvent, StageOutcome, Verdict, REFUSAL_ERRORS,
+    Counts, Params, PlannedRange, Report, Run, RunEvent, SearchGuardView, StageOutcome, Verdict,
+    ALIASES_NOT_PROMOTED, REFUSAL_ERRORS,
 };
 use crate::stages::{is_refused_state, stage_of, states, Stage};
 use chrono::{DateTime, Utc};
 use refresh_core::worker_api::TaskStatus;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 
 /// Event types that report a task error (retried or caught).
 const ERROR_EVENTS: [&str; 9] = [
@@ -27,11 +31,27 @@ const ERROR_EVENTS: [&str; 9] = [
     "ActivityFailed",
 ];
 
+/// Whose history an [`Interpreter`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// A data refresh or filtered-index execution: its stages, ranges and end.
+    Execution,
+    /// A worker-range execution: only what it says of its range (attempts, workers,
+    /// progress, errors). The refresh's own history holds the stages and the end.
+    Range,
+}
+
 /// Turns a history, event by event, into [`RunEvent`]s. Keeps what it needs to attribute
 /// an event to its state (through `previousEventId`) and to tell stage changes.
 #[derive(Debug)]
 pub struct Interpreter {
+    scope: Scope,
     state_of: HashMap<i64, String>,
+    /// Event id → the id of the `…StateEntered` event of its state's visit.
+    entry_of: HashMap<i64, i64>,
+    /// Visits (by entry id) whose last task attempt failed: a Catch took the error, so the
+    /// state's output still carries what an earlier visit wrote.
+    caught: BTreeSet<i64>,
     range_of: HashMap<i64, u32>,
     current: Option<(Stage, DateTime<Utc>)>,
     /// Error names seen in the current stage, to tell a refusal from a failure.
@@ -43,6 +63,8 @@ pub struct Interpreter {
     max_drop_pct: Option<f64>,
     finished: bool,
     waiting_for: Option<String>,
+    /// Ranges whose worker-range execution has been named.
+    range_executions: BTreeSet<u32>,
 }
 
 impl Default for Interpreter {
@@ -53,8 +75,15 @@ impl Default for Interpreter {
 
 impl Interpreter {
     pub fn new() -> Interpreter {
+        Interpreter::with_scope(Scope::Execution)
+    }
+
+    pub fn with_scope(scope: Scope) -> Interpreter {
         Interpreter {
+            scope,
             state_of: HashMap::new(),
+            entry_of: HashMap::new(),
+            caught: BTreeSet::new(),
             range_of: HashMap::new(),
             current: None,
             stage_errors: Vec::new(),
@@ -65,7 +94,13 @@ impl Interpreter {
             max_drop_pct: None,
             finished: false,
             waiting_for: None,
+            range_executions: BTreeSet::new(),
         }
+    }
+
+    /// Whether the history's closing event has been read.
+    pub fn is_finished(&self) -> bool {
+        self.finished
     }
 
     /// The run events one history event means (often none).
@@ -78,7 +113,16 @@ impl Interpreter {
         let time = event.timestamp;
         self.attribute(event);
         let kind = event.kind.as_str();
-        if kind == "ExecutionStarted" {
+        if let Some(entry) = self.entry_of.get(&event.id).copied() {
+            if ERROR_EVENTS.contains(&kind) {
+                self.caught.insert(entry);
+            } else if kind.ends_with("Succeeded") {
+                // A retry that worked.
+                self.caught.remove(&entry);
+            }
+        }
+        let execution = self.scope == Scope::Execution;
+        if kind == "ExecutionStarted" && execution {
             out.push(RunEvent::Started {
                 time,
                 input: event
@@ -93,6 +137,14 @@ impl Interpreter {
             if let Some(name) = event.state_name() {
                 self.exited(name, event, &mut out);
             }
+        } else if kind == "TaskSubmitted" {
+            // A `startExecution.sync` task names the execution it started in its output.
+            let started = event
+                .detail("output")
+                .and_then(|o| serde_json::from_str::<Value>(o).ok());
+            if let Some(arn) = started.as_ref().and_then(child_execution_arn) {
+                self.range_execution(event, &arn, &mut out);
+            }
         } else if ERROR_EVENTS.contains(&kind) {
             let state = self.state_of.get(&event.id).cloned().unwrap_or_default();
             let error = event.detail("error").unwrap_or(kind).to_string();
@@ -103,6 +155,15 @@ impl Interpreter {
             if error == "ConcurrencyConflict" {
                 return out;
             }
+            if state == states::INDEX_RANGE_ON_A_WORKER {
+                // A failed range execution's description (its ARN with it) is the cause.
+                let described = event
+                    .detail("cause")
+                    .and_then(|c| serde_json::from_str::<Value>(c).ok());
+                if let Some(arn) = described.as_ref().and_then(child_execution_arn) {
+                    self.range_execution(event, &arn, &mut out);
+                }
+            }
             out.push(RunEvent::StepError {
                 time,
                 stage,
@@ -112,6 +173,11 @@ impl Interpreter {
                 cause: readable_cause(event.detail("cause").unwrap_or_default()),
             });
         } else if let Some(status) = finish_status(kind) {
+            if !execution {
+                // A range's end: the refresh's own history says what it means for the run.
+                self.finished = true;
+                return out;
+            }
             let error = event.detail("error").map(str::to_string);
             let outcome = match status {
                 "SUCCEEDED" => StageOutcome::Succeeded,
@@ -141,15 +207,31 @@ impl Interpreter {
             } else {
                 None
             };
+            let finish_payload = finish_payload(error.as_deref(), event.detail("cause"));
             out.push(RunEvent::Finished {
                 time,
                 status: status.to_string(),
                 error,
                 cause: event.detail("cause").map(readable_cause),
                 report,
+                finish_payload,
             });
         }
         out
+    }
+
+    /// Names the execution a range runs in, once per range.
+    fn range_execution(&mut self, event: &HistoryEvent, arn: &str, out: &mut Vec<RunEvent>) {
+        let Some(range) = self.range_of.get(&event.id).copied() else {
+            return;
+        };
+        if self.range_executions.insert(range) {
+            out.push(RunEvent::RangeExecution {
+                time: event.timestamp,
+                range,
+                execution_arn: arn.to_string(),
+            });
+        }
     }
 
     /// Remembers which state (and reindex range) an event belongs to: state entered events
@@ -160,6 +242,7 @@ impl Interpreter {
             .filter(|_| event.kind.ends_with("StateEntered"))
         {
             self.state_of.insert(event.id, name.to_string());
+            self.entry_of.insert(event.id, event.id);
             if let Some(range) = event.data().as_ref().and_then(range_index) {
                 self.range_of.insert(event.id, range);
             }
@@ -167,6 +250,9 @@ impl Interpreter {
         }
         if let Some(state) = self.state_of.get(&event.previous_id).cloned() {
             self.state_of.insert(event.id, state);
+        }
+        if let Some(entry) = self.entry_of.get(&event.previous_id).copied() {
+            self.entry_of.insert(event.id, entry);
         }
         if let Some(range) = self.range_of.get(&event.previous_id).copied() {
             self.range_of.insert(event.id, range);
@@ -219,11 +305,13 @@ impl Interpreter {
 
     fn entered(&mut self, name: &str, event: &HistoryEvent, out: &mut Vec<RunEvent>) {
         let time = event.timestamp;
-        if let Some(stage) = stage_of(name) {
-            self.enter_stage(stage, time, out);
-        }
-        if is_refused_state(name) {
-            self.refused = true;
+        if self.scope == Scope::Execution {
+            if let Some(stage) = stage_of(name) {
+                self.enter_stage(stage, time, out);
+            }
+            if is_refused_state(name) {
+                self.refused = true;
+            }
         }
         let input = event.data().unwrap_or(Value::Null);
         match name {
@@ -263,11 +351,52 @@ impl Interpreter {
                         RunEvent::RangeFailed {
                             time,
                             range,
-                            attempt,
+                            attempt: Some(attempt),
                             error,
                             cause,
                         }
                     });
+                } else if let (Some(range), Some((error, cause))) = (
+                    range_index(&input),
+                    error_pair(&input["child"]["execution"]),
+                ) {
+                    // The refresh's Map: the range's execution failed with this.
+                    out.push(RunEvent::RangeFailed {
+                        time,
+                        range,
+                        attempt: None,
+                        error,
+                        cause,
+                    });
+                }
+            }
+            states::RANGE_COULD_NOT_RUN => {
+                if let Some(range) = range_index(&input) {
+                    let (error, cause) = error_pair(&input["range_error"]).unwrap_or_default();
+                    out.push(RunEvent::RangeFailed {
+                        time,
+                        range,
+                        attempt: None,
+                        error,
+                        cause,
+                    });
+                }
+            }
+            states::WAIT_BEFORE_RETRYING_ALIASES => {
+                // The first attempt is not counted: `alias_retry_max_attempts` retries follow it.
+                let attempts = input["alias_attempts"]["count"].as_u64().unwrap_or(0) + 1;
+                let mut reason = format!("alias move attempt {attempts}");
+                if let Some(max) = input["settings"]["alias_retry_max_attempts"].as_u64() {
+                    let _ = write!(reason, " of {}", max + 1);
+                }
+                // The error itself was just told (the task's failure event).
+                reason.push_str(" failed (the table is promoted)");
+                if let Some(seconds) = input["settings"]["alias_retry_seconds"].as_u64() {
+                    let _ = write!(reason, "; retrying in {seconds}s");
+                }
+                if self.waiting_for.as_deref() != Some(reason.as_str()) {
+                    self.waiting_for = Some(reason.clone());
+                    out.push(RunEvent::Waiting { time, reason });
                 }
             }
             _ => {}
@@ -279,6 +408,11 @@ impl Interpreter {
         let Some(output) = event.data() else {
             return;
         };
+        // A caught failure leaves the previous poll's progress in the state: not news.
+        let caught = self
+            .entry_of
+            .get(&event.id)
+            .is_some_and(|entry| self.caught.contains(entry));
         match name {
             states::VALIDATE_INPUT => {
                 if let Some(params) = output
@@ -361,6 +495,9 @@ impl Interpreter {
                 }
             }
             states::GET_REINDEX_PROGRESS => {
+                if caught {
+                    return;
+                }
                 let (Some(range), Some(attempt)) = (range_index(&output), attempt(&output)) else {
                     return;
                 };
@@ -384,7 +521,10 @@ impl Interpreter {
                     eta_seconds: eta(task.rows_processed, task.rows_total, task.rows_per_second),
                 });
             }
-            states::RANGE_INDEXED => {
+            states::RANGE_INDEXED | states::INDEX_RANGE_ON_A_WORKER => {
+                if let Some(arn) = output["execution_arn"].as_str() {
+                    self.range_execution(event, arn, out);
+                }
                 if let (Some(range), Some(attempt)) = (range_index(&output), attempt(&output)) {
                     out.push(RunEvent::RangeDone {
                         time,
@@ -396,6 +536,9 @@ impl Interpreter {
                 }
             }
             states::GET_FILTERED_PROGRESS => {
+                if caught {
+                    return;
+                }
                 let progress = &output["filtered_progress"];
                 if let (Some(created), Some(total)) =
                     (progress["created"].as_u64(), progress["total"].as_u64())
@@ -410,6 +553,22 @@ impl Interpreter {
             }
             states::CHECK_RECORD_DROP => {
                 out.extend(self.drop_guard(time, &output));
+            }
+            states::CHECK_SEARCH_GUARD => {
+                out.extend(
+                    search_guard(time, &output).or_else(|| search_guard_refused(time, &output)),
+                );
+            }
+            states::PREFLIGHT_PROMOTION => {
+                out.extend(preflight(time, &output));
+            }
+            states::REPORT => {
+                if let Some(report) = output
+                    .get("report")
+                    .and_then(|r| serde_json::from_value::<Report>(r.clone()).ok())
+                {
+                    out.push(RunEvent::Report { time, report });
+                }
             }
             states::CLEAN_UP_FAILED_RUN | states::DELETE_UNPROMOTED_FILTERED => {
                 let summary = if let Some((error, cause)) = error_pair(&output["cleanup_error"]) {
@@ -455,16 +614,103 @@ impl Interpreter {
     }
 }
 
+/// The search guard's answer from `Check search guard`'s output: its report, or the
+/// refusal (`SearchGuardFailed`) the Catch put at `$.error`.
+fn search_guard(time: DateTime<Utc>, output: &Value) -> Option<RunEvent> {
+    let report = serde_json::from_value::<refresh_core::es::SearchGuardReport>(
+        output.get("search_guard")?.clone(),
+    )
+    .ok()?;
+    let view = SearchGuardView::from_report(&report);
+    Some(RunEvent::SearchGuard {
+        time,
+        verdict: view.verdict,
+        ran: view.ran,
+        passed: view.passed,
+        failed: view.failed,
+        min_ratio: view.min_ratio,
+        failing: view.failing,
+        message: None,
+    })
+}
+
+/// [`search_guard`] for a run whose guard refused: the output holds the error instead.
+fn search_guard_refused(time: DateTime<Utc>, output: &Value) -> Option<RunEvent> {
+    let (error, cause) = error_pair(&output["error"])?;
+    (error == "SearchGuardFailed").then_some(RunEvent::SearchGuard {
+        time,
+        verdict: Verdict::Refused,
+        ran: true,
+        passed: 0,
+        failed: 0,
+        min_ratio: None,
+        failing: Vec::new(),
+        message: Some(
+            cause
+                .strip_prefix("search guard: ")
+                .map(str::to_string)
+                .unwrap_or(cause.clone()),
+        ),
+    })
+}
+
+/// The pre-flight's answer: its report (passed), or `PromotionNotReady` at `$.error`.
+fn preflight(time: DateTime<Utc>, output: &Value) -> Option<RunEvent> {
+    if output.get("preflight").is_some_and(Value::is_object) {
+        return Some(RunEvent::Preflight {
+            time,
+            passed: true,
+            message: None,
+        });
+    }
+    let (error, cause) = error_pair(&output["error"])?;
+    (error == "PromotionNotReady").then_some(RunEvent::Preflight {
+        time,
+        passed: false,
+        message: Some(cause),
+    })
+}
+
+/// The ARN in a `startExecution` answer or a child execution's description (`.sync:2`
+/// writes the SDK's names; the ResultSelector of the Map writes `execution_arn`).
+fn child_execution_arn(value: &Value) -> Option<String> {
+    ["ExecutionArn", "executionArn"]
+        .iter()
+        .find_map(|key| value.get(*key)?.as_str())
+        .map(str::to_string)
+}
+
+/// The payload of `refresh finish`, read from the raw cause of an `AliasesNotPromoted` end.
+fn finish_payload(error: Option<&str>, cause: Option<&str>) -> Option<Value> {
+    if error != Some(ALIASES_NOT_PROMOTED) {
+        return None;
+    }
+    crate::finish::payload_from_cause(cause?)
+        .ok()
+        .map(|p| p.to_value())
+}
+
 /// Folds a whole recorded history into a [`Run`]; also returns the events, in order.
 pub fn replay(info: &ExecutionInfo, events: &[HistoryEvent]) -> (Run, Vec<RunEvent>) {
+    replay_with_ranges(info, events, &[])
+}
+
+/// [`replay`] with the histories of the run's range executions (`(execution ARN, events)`;
+/// those the run's history does not name are not read).
+pub fn replay_with_ranges(
+    info: &ExecutionInfo,
+    events: &[HistoryEvent],
+    ranges: &[(String, Vec<HistoryEvent>)],
+) -> (Run, Vec<RunEvent>) {
     let mut run = Run::new(info);
-    let mut interpreter = Interpreter::new();
-    let mut all = Vec::new();
-    for event in events {
-        for run_event in interpreter.feed(event) {
-            run.apply(&run_event);
-            all.push(run_event);
-        }
+    let mut reader = crate::reader::RunReader::new();
+    let mut streams = vec![reader.parent(events)];
+    for (arn, range_events) in ranges {
+        streams.push(reader.child(arn, range_events));
+    }
+    let mut all = reader.settle(streams);
+    for run_event in &all {
+        run.apply(run_event);
     }
     reconcile(&mut run, &mut all, info);
     (run, all)
@@ -504,6 +750,7 @@ pub fn reconcile(run: &mut Run, events: &mut [RunEvent], info: &ExecutionInfo) {
                 .output
                 .as_deref()
                 .and_then(|o| serde_json::from_str::<Report>(o).ok()),
+            finish_payload: finish_payload(info.error.as_deref(), info.cause.as_deref()),
         });
         return;
     }
@@ -598,16 +845,30 @@ fn error_pair(value: &Value) -> Option<(String, String)> {
 }
 
 /// A Lambda error's cause is the function's error payload as JSON text: keep its message.
+/// A failed range execution's cause (`startExecution.sync:2`) is its description: keep its
+/// own error and cause.
 pub fn readable_cause(cause: &str) -> String {
-    let message = serde_json::from_str::<Value>(cause)
-        .ok()
-        .and_then(|v| {
-            v.get("errorMessage")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| cause.to_string());
-    one_line(&message, 400)
+    one_line(&cause_text(cause), 400)
+}
+
+fn cause_text(cause: &str) -> String {
+    let Ok(value) = serde_json::from_str::<Value>(cause) else {
+        return cause.to_string();
+    };
+    if let Some(message) = value.get("errorMessage").and_then(Value::as_str) {
+        return message.to_string();
+    }
+    let field = |names: [&str; 2]| names.iter().find_map(|n| value.get(*n)?.as_str());
+    match (field(["Error", "error"]), field(["Cause", "cause"])) {
+        (Some(error), Some(cause)) => format!("{error}: {}", cause_text(cause)),
+        (Some(error), None) => error.to_string(),
+        (None, Some(cause)) => cause_text(cause),
+        (None, None) => match field(["Status", "status"]) {
+            // Stopped or timed out: no error of its own.
+            Some(status) => format!("the range's execution ended {status}"),
+            None => cause.to_string(),
+        },
+    }
 }
 
 /// Newlines folded, long text cut (on a character boundary) with an ellipsis.
@@ -648,7 +909,7 @@ fn cleanup_summary(cleanup: &Value) -> String {
     }
     let kept = list("kept_indices");
     if !kept.is_empty() {
-        parts.push(format!("kept aliased {}", kept.join(", ")));
+        parts.push(format!("kept {}", kept.join(", ")));
     }
     if let Some(skipped) = cleanup["skipped"].as_str() {
         parts.push(format!("skipped: {skipped}"));
@@ -674,6 +935,17 @@ mod tests {
             "task t1 ended: boom"
         );
         assert_eq!(readable_cause("plain text"), "plain text");
+        // A failed range execution's description, as `startExecution.sync:2` reports it.
+        assert_eq!(
+            readable_cause(
+                r#"{"ExecutionArn":"arn:x","Status":"FAILED","Error":"WorkerNotReady","Cause":"The worker did not answer /healthcheck in time."}"#
+            ),
+            "WorkerNotReady: The worker did not answer /healthcheck in time."
+        );
+        assert_eq!(
+            readable_cause(r#"{"ExecutionArn":"arn:x","Status":"ABORTED"}"#),
+            "the range's execution ended ABORTED"
+        );
         let long = "x".repeat(500);
         assert_eq!(readable_cause(&long).chars().count(), 401);
     }

@@ -8,12 +8,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Document counts as `count_documents` returns them.
+/// Document counts as `count_documents` returns them (the state keeps only `total` and
+/// `sources`, the number of sources, since the per-source list moved to the report).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub total: u64,
     #[serde(default)]
     pub by_source: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<usize>,
+}
+
+impl Counts {
+    /// How many sources were counted: `sources` when the state kept only that.
+    pub fn source_count(&self) -> usize {
+        self.sources.unwrap_or(self.by_source.len())
+    }
 }
 
 /// One source's line of the report.
@@ -24,16 +34,62 @@ pub struct SourceDelta {
     pub delta: i64,
 }
 
-/// The `report` step's output (the execution output of a successful refresh).
+/// The `report` step's output (`refresh_core::report::RefreshReport`; the execution output
+/// of a successful refresh). Every field but the totals may be absent: older runs' reports
+/// had only `new_index` and `by_source` (every source) besides them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     #[serde(default)]
     pub new_index: Option<String>,
     pub total_before: u64,
     pub total_after: u64,
     pub delta: i64,
+    /// Sources seen before or after (absent in older reports: then `by_source` has all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<usize>,
+    /// Every source when they fit the report's budget, else the largest changes.
     #[serde(default)]
     pub by_source: BTreeMap<String, SourceDelta>,
+    /// How many sources `by_source` leaves out, and their sums.
+    #[serde(default)]
+    pub omitted_sources: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omitted: Option<SourceDelta>,
+    /// The checks that ran before promotion, with their figures.
+    #[serde(default, skip_serializing_if = "Guards::is_empty")]
+    pub guards: Guards,
+}
+
+/// The report's `guards`. Each check is read on its own: a check whose shape this binary
+/// does not know is left out rather than losing the whole report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Guards {
+    #[serde(default, deserialize_with = "lenient")]
+    pub record_drop: Option<refresh_core::guard::DropReport>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub search: Option<refresh_core::es::SearchGuardReport>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub preflight: Option<refresh_core::es::PreflightReport>,
+}
+
+impl Guards {
+    pub fn is_empty(&self) -> bool {
+        self.record_drop.is_none() && self.search.is_none() && self.preflight.is_none()
+    }
+}
+
+/// `Some` when the value reads as `T`, else `None` (never an error).
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 /// The parts of `P` (`validate_input`'s output) the display uses.
@@ -51,6 +107,8 @@ pub struct Params {
     pub max_record_drop_pct: Option<f64>,
     #[serde(default)]
     pub override_record_drop: bool,
+    #[serde(default)]
+    pub override_search_guard: bool,
     #[serde(default)]
     pub row_limit: Option<u64>,
     #[serde(default)]
@@ -135,6 +193,12 @@ pub enum RunEvent {
         rows: Option<u64>,
         ranges: Vec<PlannedRange>,
     },
+    /// The range runs in its own execution of the worker-range machine.
+    RangeExecution {
+        time: DateTime<Utc>,
+        range: u32,
+        execution_arn: String,
+    },
     RangeAttempt {
         time: DateTime<Utc>,
         range: u32,
@@ -172,10 +236,12 @@ pub enum RunEvent {
         instance_id: Option<String>,
         indexed: u64,
     },
+    /// The range gave up. `attempt` is `None` when only the refresh's side is known (the
+    /// range's execution could not run, or was not read).
     RangeFailed {
         time: DateTime<Utc>,
         range: u32,
-        attempt: u32,
+        attempt: Option<u32>,
         error: String,
         cause: String,
     },
@@ -199,6 +265,31 @@ pub enum RunEvent {
         max_drop_pct: Option<f64>,
         message: Option<String>,
     },
+    /// The search guard's answer: representative queries, new index against live.
+    SearchGuard {
+        time: DateTime<Utc>,
+        verdict: Verdict,
+        /// False on a first refresh: no live index to compare with.
+        ran: bool,
+        passed: usize,
+        failed: usize,
+        min_ratio: Option<f64>,
+        /// `name: new/live hits` of each query below the ratio.
+        failing: Vec<String>,
+        message: Option<String>,
+    },
+    /// The promotion pre-flight: everything the alias move needs, before the point of no
+    /// return.
+    Preflight {
+        time: DateTime<Utc>,
+        passed: bool,
+        message: Option<String>,
+    },
+    /// The report, made just before promotion (so a run that fails after it has one too).
+    Report {
+        time: DateTime<Utc>,
+        report: Report,
+    },
     /// What the failure cleanup inside the execution did (or its error).
     Cleanup {
         time: DateTime<Utc>,
@@ -210,6 +301,10 @@ pub enum RunEvent {
         error: Option<String>,
         cause: Option<String>,
         report: Option<Report>,
+        /// After `AliasesNotPromoted`: what `refresh finish` sends the promote_aliases
+        /// function (read from the cause).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        finish_payload: Option<Value>,
     },
 }
 
@@ -225,6 +320,7 @@ impl RunEvent {
             | RunEvent::CopyProgress { time, .. }
             | RunEvent::TagsFiltered { time, .. }
             | RunEvent::Plan { time, .. }
+            | RunEvent::RangeExecution { time, .. }
             | RunEvent::RangeAttempt { time, .. }
             | RunEvent::RangeInstance { time, .. }
             | RunEvent::RangeProgress { time, .. }
@@ -234,6 +330,9 @@ impl RunEvent {
             | RunEvent::FilteredProgress { time, .. }
             | RunEvent::Counts { time, .. }
             | RunEvent::DropGuard { time, .. }
+            | RunEvent::SearchGuard { time, .. }
+            | RunEvent::Preflight { time, .. }
+            | RunEvent::Report { time, .. }
             | RunEvent::Cleanup { time, .. }
             | RunEvent::Finished { time, .. } => *time,
         }
@@ -301,6 +400,8 @@ pub struct RangeView {
     pub eta_seconds: Option<u64>,
     /// `error: cause` of the last failed attempt.
     pub last_error: Option<String>,
+    /// The range's worker-range execution (absent in runs older than that machine).
+    pub execution: Option<String>,
 }
 
 impl RangeView {
@@ -319,6 +420,7 @@ impl RangeView {
             docs_per_second: 0.0,
             eta_seconds: None,
             last_error: None,
+            execution: None,
         }
     }
 }
@@ -335,6 +437,49 @@ pub struct DropGuardView {
     pub verdict: Verdict,
     pub drop_pct: Option<f64>,
     pub max_drop_pct: Option<f64>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchGuardView {
+    pub verdict: Verdict,
+    pub ran: bool,
+    pub passed: usize,
+    pub failed: usize,
+    pub min_ratio: Option<f64>,
+    pub failing: Vec<String>,
+    pub message: Option<String>,
+}
+
+impl SearchGuardView {
+    /// What the search guard's report (its step output, or the report's `guards.search`)
+    /// says: passed, or overridden with the queries below the ratio.
+    pub fn from_report(report: &refresh_core::es::SearchGuardReport) -> SearchGuardView {
+        let failing: Vec<String> = report
+            .queries
+            .iter()
+            .filter(|q| !q.passed)
+            .map(|q| format!("{}: {}/{} hits", q.name, q.new_hits, q.live_hits))
+            .collect();
+        SearchGuardView {
+            verdict: if report.overridden {
+                Verdict::Overridden
+            } else {
+                Verdict::Passed
+            },
+            ran: report.ran,
+            passed: report.queries.len().saturating_sub(failing.len()),
+            failed: failing.len(),
+            min_ratio: Some(report.min_ratio),
+            failing,
+            message: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreflightView {
+    pub passed: bool,
     pub message: Option<String>,
 }
 
@@ -367,9 +512,14 @@ pub struct Run {
     pub before: Option<Counts>,
     pub after: Option<Counts>,
     pub drop_guard: Option<DropGuardView>,
+    pub search_guard: Option<SearchGuardView>,
+    pub preflight: Option<PreflightView>,
     pub cleanup: Option<String>,
     pub failure: Option<Failure>,
     pub report: Option<Report>,
+    /// After `AliasesNotPromoted`: the payload that finishes the promotion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finish_payload: Option<Value>,
     /// The last task error seen (retried or not), for the live view.
     pub last_error: Option<Failure>,
 }
@@ -385,8 +535,17 @@ pub enum RunResult {
     Failed,
 }
 
-/// Error names after which a run counts as refused, not failed.
-pub const REFUSAL_ERRORS: [&str; 3] = ["InvalidInput", "ConcurrencyConflict", "RecordDropTooLarge"];
+/// Error names after which a run counts as refused, not failed: bad input, another run,
+/// a guard that stopped promotion. Nothing was promoted.
+pub const REFUSAL_ERRORS: [&str; 4] = [
+    "InvalidInput",
+    "ConcurrencyConflict",
+    "RecordDropTooLarge",
+    "SearchGuardFailed",
+];
+
+/// The failure of a run that promoted its table but not its aliases (`refresh finish`).
+pub const ALIASES_NOT_PROMOTED: &str = "AliasesNotPromoted";
 
 impl Run {
     pub fn new(info: &ExecutionInfo) -> Run {
@@ -420,9 +579,12 @@ impl Run {
             before: None,
             after: None,
             drop_guard: None,
+            search_guard: None,
+            preflight: None,
             cleanup: None,
             failure: None,
             report: None,
+            finish_payload: None,
             last_error: None,
         }
     }
@@ -578,6 +740,13 @@ impl Run {
                     view.end_id = Some(planned.end_id);
                 }
             }
+            RunEvent::RangeExecution {
+                range,
+                execution_arn,
+                ..
+            } => {
+                self.range_mut(*range).execution = Some(execution_arn.clone());
+            }
             RunEvent::RangeAttempt { range, attempt, .. } => {
                 let view = self.range_mut(*range);
                 view.attempt = *attempt;
@@ -664,7 +833,9 @@ impl Run {
                 ..
             } => {
                 let view = self.range_mut(*range);
-                view.attempt = *attempt;
+                if let Some(attempt) = attempt {
+                    view.attempt = *attempt;
+                }
                 view.phase = RangePhase::Failed;
                 view.eta_seconds = None;
                 view.last_error = Some(join_error(error, cause));
@@ -702,6 +873,35 @@ impl Run {
                     message: message.clone(),
                 })
             }
+            RunEvent::SearchGuard {
+                verdict,
+                ran,
+                passed,
+                failed,
+                min_ratio,
+                failing,
+                message,
+                ..
+            } => {
+                self.search_guard = Some(SearchGuardView {
+                    verdict: *verdict,
+                    ran: *ran,
+                    passed: *passed,
+                    failed: *failed,
+                    min_ratio: *min_ratio,
+                    failing: failing.clone(),
+                    message: message.clone(),
+                })
+            }
+            RunEvent::Preflight {
+                passed, message, ..
+            } => {
+                self.preflight = Some(PreflightView {
+                    passed: *passed,
+                    message: message.clone(),
+                })
+            }
+            RunEvent::Report { report, .. } => self.report = Some(report.clone()),
             RunEvent::Cleanup { summary, .. } => self.cleanup = Some(summary.clone()),
             RunEvent::Finished {
                 time,
@@ -709,8 +909,12 @@ impl Run {
                 error,
                 cause,
                 report,
+                finish_payload,
             } => {
                 self.status = status.clone();
+                if finish_payload.is_some() {
+                    self.finish_payload = finish_payload.clone();
+                }
                 self.stopped = Some(*time);
                 self.waiting = None;
                 if error.is_some() || cause.is_some() {

@@ -3,8 +3,8 @@
 
 use crate::interpret::one_line;
 use crate::model::{
-    Counts, RangePhase, RangeView, Report, Run, RunEvent, RunResult, StageOutcome, StageState,
-    Verdict,
+    Counts, Guards, RangePhase, RangeView, Report, Run, RunEvent, RunResult, SearchGuardView,
+    StageOutcome, StageState, Verdict, ALIASES_NOT_PROMOTED,
 };
 use crate::stages::{Machine, Stage};
 use chrono::{DateTime, Utc};
@@ -165,6 +165,14 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
             ranges.len(),
             if ranges.len() == 1 { "" } else { "s" }
         ),
+        RunEvent::RangeExecution {
+            range,
+            execution_arn,
+            ..
+        } => format!(
+            "range {range}: runs in execution {}",
+            execution_name(execution_arn)
+        ),
         RunEvent::RangeAttempt { range, attempt, .. } => {
             format!("range {range} attempt {attempt}: launching a worker")
         }
@@ -227,11 +235,14 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
             error,
             cause,
             ..
-        } => format!(
-            "range {range} failed after {attempt} attempt{}: {error}: {}",
-            if *attempt == 1 { "" } else { "s" },
-            one_line(cause, 200)
-        ),
+        } => match attempt {
+            Some(attempt) => format!(
+                "range {range} failed after {attempt} attempt{}: {error}: {}",
+                if *attempt == 1 { "" } else { "s" },
+                one_line(cause, 200)
+            ),
+            None => format!("range {range} failed: {error}: {}", one_line(cause, 200)),
+        },
         RunEvent::FilteredProgress {
             created,
             total,
@@ -247,7 +258,7 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
         RunEvent::Counts { which, counts, .. } => format!(
             "documents {which}: {} in {} sources",
             fmt_count(counts.total),
-            counts.by_source.len()
+            counts.source_count()
         ),
         RunEvent::DropGuard {
             verdict,
@@ -258,6 +269,43 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
         } => format!(
             "drop guard: {}",
             drop_guard_text(*verdict, *drop_pct, *max_drop_pct, message.as_deref())
+        ),
+        RunEvent::SearchGuard {
+            verdict,
+            ran,
+            passed,
+            failed,
+            min_ratio,
+            failing,
+            message,
+            ..
+        } => format!(
+            "search guard: {}",
+            search_guard_text(&SearchGuardView {
+                verdict: *verdict,
+                ran: *ran,
+                passed: *passed,
+                failed: *failed,
+                min_ratio: *min_ratio,
+                failing: failing.clone(),
+                message: message.clone(),
+            })
+        ),
+        RunEvent::Preflight {
+            passed, message, ..
+        } => match (passed, message) {
+            (true, _) => "promotion pre-flight: passed".to_string(),
+            (false, Some(message)) => {
+                format!("promotion pre-flight: FAILED: {}", one_line(message, 300))
+            }
+            (false, None) => "promotion pre-flight: FAILED".to_string(),
+        },
+        RunEvent::Report { report, .. } => format!(
+            "report: {} → {} documents ({}) in {} sources",
+            fmt_count(report.total_before),
+            fmt_count(report.total_after),
+            fmt_signed(report.delta),
+            report.sources.unwrap_or(report.by_source.len())
         ),
         RunEvent::Cleanup { summary, .. } => format!("cleanup: {summary}"),
         RunEvent::Finished {
@@ -278,6 +326,34 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
         }
     };
     Some(format!("{} {text}", clock(event.time())))
+}
+
+/// The last part of an execution ARN: its name.
+pub fn execution_name(arn: &str) -> &str {
+    arn.rsplit(':').next().unwrap_or(arn)
+}
+
+fn search_guard_text(guard: &SearchGuardView) -> String {
+    if !guard.ran {
+        return "nothing to compare with (no live index)".to_string();
+    }
+    let total = guard.passed + guard.failed;
+    let ratio = guard
+        .min_ratio
+        .map(|r| format!(" (min {:.0}% of the live hits)", r * 100.0))
+        .unwrap_or_default();
+    match guard.verdict {
+        Verdict::Passed => format!("passed, {}/{total} queries{ratio}", guard.passed),
+        Verdict::Overridden => format!(
+            "OVERRIDDEN, {} of {total} queries below the ratio{ratio}: {}",
+            guard.failed,
+            guard.failing.join(", ")
+        ),
+        Verdict::Refused => match &guard.message {
+            Some(message) => format!("REFUSED promotion: {}", one_line(message, 300)),
+            None => "REFUSED promotion".to_string(),
+        },
+    }
 }
 
 fn drop_guard_text(
@@ -477,6 +553,9 @@ fn header(run: &Run, origin: Option<&str>, now: DateTime<Utc>) -> String {
         if p.override_record_drop {
             line.push_str(" · drop guard overridden");
         }
+        if p.override_search_guard {
+            line.push_str(" · search guard overridden");
+        }
         if p.skip_copy {
             line.push_str(" · skip copy");
         }
@@ -550,6 +629,9 @@ pub fn summary(run: &Run, origin: Option<&str>, now: DateTime<Utc>) -> String {
             (true, _) => cause,
         };
         let _ = writeln!(out, "\n{what}{place}: {text}");
+        if failure.error == ALIASES_NOT_PROMOTED {
+            out.push_str(&aliases_not_promoted(run));
+        }
     } else if !run.is_finished() {
         if let Some(last) = &run.last_error {
             let _ = writeln!(
@@ -574,6 +656,26 @@ pub fn summary(run: &Run, origin: Option<&str>, now: DateTime<Utc>) -> String {
     if let Some(text) = report_block(run) {
         out.push('\n');
         out.push_str(&text);
+    }
+    out
+}
+
+/// What to do after `AliasesNotPromoted`: the table serves, the aliases do not yet.
+fn aliases_not_promoted(run: &Run) -> String {
+    let mut out = String::from(
+        "the table is promoted but the aliases are not: the new indices are kept, and the \
+         site searches the old ones until the aliases move\n",
+    );
+    let _ = writeln!(
+        out,
+        "once Elasticsearch takes the alias move, finish with: refresh finish {}",
+        run.name
+    );
+    if let Some(payload) = &run.finish_payload {
+        let _ = writeln!(
+            out,
+            "(or invoke the function of the stack output PromoteAliasesFunctionName with {payload})"
+        );
     }
     out
 }
@@ -608,22 +710,60 @@ fn stage_detail(run: &Run, stage: Stage) -> String {
             text
         }
         Stage::FilteredIndex => filtered_line(run).unwrap_or_default(),
-        Stage::DropGuard => run
-            .drop_guard
-            .as_ref()
-            .map(|g| drop_guard_text(g.verdict, g.drop_pct, g.max_drop_pct, None))
-            .unwrap_or_default(),
-        Stage::Report => run
-            .after
-            .as_ref()
-            .map(|c| format!("{} documents", fmt_count(c.total)))
-            .unwrap_or_default(),
+        Stage::DropGuard => {
+            let mut parts = Vec::new();
+            if let Some(g) = &run.drop_guard {
+                let limit = g
+                    .max_drop_pct
+                    .map(|m| format!(" (limit {m}%)"))
+                    .unwrap_or_default();
+                let pct = g.drop_pct.map(|p| format!(" {p:.2}%")).unwrap_or_default();
+                let word = match g.verdict {
+                    Verdict::Passed => "passed",
+                    Verdict::Overridden => "OVERRIDDEN",
+                    Verdict::Refused => "REFUSED",
+                };
+                parts.push(format!("drop: {word}{pct}{limit}"));
+            }
+            if let Some(g) = &run.search_guard {
+                let short = match (g.ran, g.verdict) {
+                    (false, _) => "no live index".to_string(),
+                    (true, Verdict::Refused) => "REFUSED".to_string(),
+                    (true, verdict) => format!(
+                        "{}/{} queries{}",
+                        g.passed,
+                        g.passed + g.failed,
+                        if verdict == Verdict::Overridden {
+                            " (OVERRIDDEN)"
+                        } else {
+                            ""
+                        }
+                    ),
+                };
+                parts.push(format!("search: {short}"));
+            }
+            parts.join(" · ")
+        }
+        Stage::Preflight => match &run.preflight {
+            Some(p) if p.passed => "passed".to_string(),
+            Some(_) => "FAILED".to_string(),
+            None => String::new(),
+        },
+        Stage::Report => match (&run.report, &run.after) {
+            (Some(r), _) => format!(
+                "{} → {} documents",
+                fmt_count(r.total_before),
+                fmt_count(r.total_after)
+            ),
+            (None, Some(c)) => format!("{} documents", fmt_count(c.total)),
+            (None, None) => String::new(),
+        },
         _ => String::new(),
     }
 }
 
 /// The record-count report: the `report` output when the run got there, else whatever
-/// counts the history holds.
+/// counts the history holds; then the checks that ran before promotion.
 pub fn report_block(run: &Run) -> Option<String> {
     let report = match (&run.report, &run.before, &run.after) {
         (Some(report), _, _) => report.clone(),
@@ -632,7 +772,7 @@ pub fn report_block(run: &Run) -> Option<String> {
             let why = if run.is_finished() {
                 "the run did not get there"
             } else {
-                "counted at the end"
+                "not yet"
             };
             return Some(format!(
                 "record counts\n  before  {} documents (no count after: {why})\n",
@@ -641,7 +781,18 @@ pub fn report_block(run: &Run) -> Option<String> {
         }
         _ => return None,
     };
-    let mut out = String::from("record counts (before → after)\n");
+    let mut out = String::from("record counts (before → after)");
+    if report.omitted_sources > 0 {
+        let _ = write!(
+            out,
+            ", the {} largest changes of {} sources",
+            report.by_source.len(),
+            report
+                .sources
+                .unwrap_or(report.by_source.len() + report.omitted_sources)
+        );
+    }
+    out.push('\n');
     let _ = writeln!(
         out,
         "  {:<24} {:>12} → {:<12} {:>10} {}",
@@ -663,21 +814,86 @@ pub fn report_block(run: &Run) -> Option<String> {
             fmt_signed(d.delta)
         );
     }
-    let verdict = match &run.drop_guard {
-        Some(g) => drop_guard_text(g.verdict, g.drop_pct, g.max_drop_pct, g.message.as_deref()),
-        None => {
-            // No guard answer in the history (filtered-only runs, old runs): say what the
-            // numbers mean against the run's limit, computed the way the guard does.
+    if let (n, Some(d)) = (report.omitted_sources, report.omitted.as_ref()) {
+        if n > 0 {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>12} → {:<12} {:>10}",
+                format!("({n} more sources)"),
+                fmt_count(d.before),
+                fmt_count(d.after),
+                fmt_signed(d.delta)
+            );
+        }
+    }
+    for line in guard_lines(run, &report) {
+        let _ = writeln!(out, "  {line}");
+    }
+    Some(out)
+}
+
+/// The guards' verdicts: from the report's `guards` (what the report step was handed),
+/// else from the history (older runs, and runs that stopped before the report).
+fn guard_lines(run: &Run, report: &Report) -> Vec<String> {
+    let Guards {
+        record_drop,
+        search,
+        preflight,
+    } = &report.guards;
+    let max_drop_pct = run.params.as_ref().and_then(|p| p.max_record_drop_pct);
+    let drop = match (record_drop, &run.drop_guard) {
+        (Some(d), _) => drop_guard_text(
+            if d.overridden {
+                Verdict::Overridden
+            } else {
+                Verdict::Passed
+            },
+            Some(d.drop_pct),
+            max_drop_pct,
+            None,
+        ),
+        (None, Some(g)) => {
+            drop_guard_text(g.verdict, g.drop_pct, g.max_drop_pct, g.message.as_deref())
+        }
+        (None, None) => {
+            // No guard answer (filtered-only runs, old runs): say what the numbers mean
+            // against the run's limit, computed the way the guard does.
             let drop = refresh_core::guard::drop_percent(report.total_before, report.total_after);
-            match run.params.as_ref().and_then(|p| p.max_record_drop_pct) {
+            match max_drop_pct {
                 Some(max) if drop > max => format!("{drop:.2}% drop, over the {max}% limit"),
                 Some(max) => format!("{drop:.2}% drop, within the {max}% limit"),
                 None => format!("{drop:.2}% drop"),
             }
         }
     };
-    let _ = writeln!(out, "  drop guard: {verdict}");
-    Some(out)
+    let mut lines = vec![format!("drop guard: {drop}")];
+    let search = search.as_ref().map(SearchGuardView::from_report);
+    if let Some(guard) = search.as_ref().or(run.search_guard.as_ref()) {
+        lines.push(format!("search guard: {}", search_guard_text(guard)));
+    }
+    match (preflight, &run.preflight) {
+        (Some(p), _) => {
+            let green = p
+                .indices
+                .values()
+                .filter(|health| health.as_str() == "green")
+                .count();
+            lines.push(format!(
+                "pre-flight: passed ({green}/{} new indices green, {} data node{} below the high watermark {})",
+                p.indices.len(),
+                p.disks.len(),
+                if p.disks.len() == 1 { "" } else { "s" },
+                p.high_watermark
+            ));
+        }
+        (None, Some(p)) if p.passed => lines.push("pre-flight: passed".to_string()),
+        (None, Some(p)) => lines.push(format!(
+            "pre-flight: FAILED: {}",
+            one_line(p.message.as_deref().unwrap_or_default(), 300)
+        )),
+        (None, None) => {}
+    }
+    lines
 }
 
 fn report_from_counts(before: &Counts, after: &Counts) -> Report {
@@ -688,7 +904,13 @@ fn report_from_counts(before: &Counts, after: &Counts) -> Report {
     };
     let by_source = refresh_core::report::compare(&core(before), &core(after));
     Report {
+        media_type: None,
+        environment: None,
         new_index: None,
+        sources: None,
+        omitted_sources: 0,
+        omitted: None,
+        guards: Guards::default(),
         total_before: before.total,
         total_after: after.total,
         delta: i64::try_from(i128::from(after.total) - i128::from(before.total))
@@ -727,6 +949,54 @@ mod tests {
         assert_eq!(fmt_duration(245.0), "4m 05s");
         assert_eq!(fmt_duration(7380.0), "2h 03m");
         assert_eq!(fmt_duration(-1.0), "?");
+    }
+
+    /// A large catalog's report keeps the largest changes and sums the rest; the guards it
+    /// carries are shown from it.
+    #[test]
+    fn a_bounded_report_says_what_it_left_out() {
+        let info = crate::history::ExecutionInfo {
+            arn: "arn:aws:states:r:0:execution:st-data-refresh:run".into(),
+            state_machine_arn: "arn:aws:states:r:0:stateMachine:st-data-refresh".into(),
+            name: "run".into(),
+            status: "SUCCEEDED".into(),
+            ..Default::default()
+        };
+        let mut run = Run::new(&info);
+        let report: Report = serde_json::from_value(serde_json::json!({
+            "media_type": "image", "environment": "production", "new_index": "image-x",
+            "total_before": 1000, "total_after": 900, "delta": -100, "sources": 5,
+            "by_source": {"flickr": {"before": 500, "after": 420, "delta": -80}},
+            "omitted_sources": 4, "omitted": {"before": 500, "after": 480, "delta": -20},
+            "guards": {
+                "record_drop": {"before": 1000, "after": 900, "drop_pct": 10.0, "overridden": true},
+                "search": {"ran": true, "live_index": "image-old", "new_index": "image-x",
+                           "min_ratio": 0.9, "overridden": false, "queries": [
+                    {"name": "q1", "live_hits": 10, "new_hits": 10, "ratio": 1.0, "passed": true}]},
+                "preflight": {"indices": {"image-x": "green", "image-x-filtered": "yellow"},
+                              "aliases": {}, "disks": [], "high_watermark": "90%"}
+            }
+        }))
+        .expect("a report of the current shape");
+        run.apply(&RunEvent::Report {
+            time: Utc::now(),
+            report,
+        });
+        let text = report_block(&run).expect("a report");
+        assert!(
+            text.starts_with("record counts (before → after), the 1 largest changes of 5 sources"),
+            "{text}"
+        );
+        assert!(text.contains("(4 more sources)"), "{text}");
+        assert!(
+            text.contains("drop guard: OVERRIDDEN, 10.00% drop"),
+            "{text}"
+        );
+        assert!(text.contains("search guard: passed, 1/1 queries"), "{text}");
+        assert!(
+            text.contains("pre-flight: passed (1/2 new indices green"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -20,10 +20,11 @@ pub struct StartRequest {
     pub row_limit: Option<u64>,
     pub max_drop_pct: Option<f64>,
     pub override_drop: bool,
+    pub override_search_guard: bool,
 }
 
 /// Execution input field → the flag that sets it, so an error names what the operator typed.
-const FLAGS: [(&str, &str); 9] = [
+const FLAGS: [(&str, &str); 10] = [
     ("media_type", "--media"),
     ("environment", "--environment"),
     ("index_suffix", "--suffix"),
@@ -32,6 +33,7 @@ const FLAGS: [(&str, &str); 9] = [
     ("wait_if_busy", "--wait-if-busy"),
     ("max_record_drop_pct", "--max-drop-pct"),
     ("override_record_drop", "--override-drop"),
+    ("override_search_guard", "--override-search-guard"),
     ("row_limit", "--row-limit"),
 ];
 
@@ -54,6 +56,7 @@ pub fn build_input(media: &str, request: &StartRequest) -> Value {
         ("allow_concurrent", request.allow_concurrent),
         ("wait_if_busy", request.wait_if_busy),
         ("override_record_drop", request.override_drop),
+        ("override_search_guard", request.override_search_guard),
     ] {
         if set {
             input.insert(key.into(), Value::Bool(true));
@@ -106,6 +109,9 @@ pub fn warnings(request: &StartRequest) -> Vec<String> {
     if request.override_drop {
         out.push("--override-drop: the drop guard will not stop promotion".to_string());
     }
+    if request.override_search_guard {
+        out.push("--override-search-guard: the search guard will not stop promotion".to_string());
+    }
     out
 }
 
@@ -143,13 +149,17 @@ mod tests {
             row_limit: Some(500),
             max_drop_pct: Some(2.5),
             override_drop: false,
+            override_search_guard: true,
         };
         assert_eq!(
             build_input("audio", &full),
             json!({"media_type": "audio", "environment": "staging", "index_suffix": "init",
                    "skip_copy": true, "wait_if_busy": true, "row_limit": 500,
-                   "max_record_drop_pct": 2.5})
+                   "max_record_drop_pct": 2.5, "override_search_guard": true})
         );
+        let params = validate(&build_input("audio", &full), now()).expect("valid");
+        assert!(params.override_search_guard, "the Lambda's rule reads it");
+        assert!(warnings(&full)[0].starts_with("--override-search-guard"));
     }
 
     #[test]

@@ -98,11 +98,22 @@ fn invalid_input_is_refused_with_3_before_any_aws_call() {
 
 #[test]
 fn a_valid_dry_run_needs_no_aws() {
-    let output = refresh(&["start", "--media", "all", "--suffix", "init", "--dry-run"]);
+    let output = refresh(&[
+        "start",
+        "--media",
+        "all",
+        "--suffix",
+        "init",
+        "--override-search-guard",
+        "--dry-run",
+    ]);
     assert_eq!(output.status.code(), Some(0), "stderr: {}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("index image-init"), "{text}");
     assert!(text.contains("index audio-init"), "{text}");
+    assert!(text.contains("\"override_search_guard\":true"), "{text}");
+    // Warned about, on stderr: the guard will not stop promotion.
+    assert!(stderr(&output).contains("--override-search-guard"));
 }
 
 #[test]
@@ -113,6 +124,7 @@ fn unreachable_aws_exits_5() {
         vec!["stop", "some-run"],
         vec!["history", "image"],
         vec!["start", "--media", "image"],
+        vec!["finish", "some-run"],
     ] {
         let output = refresh(&args);
         let text = stderr(&output);

@@ -1,13 +1,16 @@
 //! Rendering of recorded executions (LocalStack, e2e suite; trimmed by
 //! `tests/fixtures/trim.py` to the data the CLI reads, every event kept): snapshots of the
 //! status summary, the plain lines, the JSON lines and the bar texts, plus checks of what
-//! each run must show whatever the snapshot says.
+//! each run must show whatever the snapshot says. The `ranges_*`, `aliases_*` and
+//! `search_guard_*` runs are of the current definitions (each range in its own worker-range
+//! execution, recorded with the run); the others are older runs, whose state names must
+//! still render.
 
 use chrono::{DateTime, Utc};
 use refresh_cli::error::exit_code_for;
 use refresh_cli::follow::Tracker;
-use refresh_cli::history::{recorded_run, ExecutionInfo, HistoryEvent};
-use refresh_cli::interpret::replay;
+use refresh_cli::history::{recorded_ranges, recorded_run, ExecutionInfo, HistoryEvent};
+use refresh_cli::interpret::{replay, replay_with_ranges};
 use refresh_cli::model::{RangePhase, Run, RunEvent, RunResult, StageOutcome, Verdict};
 use refresh_cli::origin::origin;
 use refresh_cli::render::{
@@ -16,11 +19,25 @@ use refresh_cli::render::{
 use refresh_cli::stages::Stage;
 use refresh_cli::tables::{list_table, notes, trend_table, ListRow, TrendRow};
 
+type Ranges = Vec<(String, Vec<HistoryEvent>)>;
+
 fn load(name: &str) -> (ExecutionInfo, Vec<HistoryEvent>) {
+    let (info, events, _) = load_with_ranges(name);
+    (info, events)
+}
+
+/// A recorded run with the histories of its range executions (by ARN).
+fn load_with_ranges(name: &str) -> (ExecutionInfo, Vec<HistoryEvent>, Ranges) {
     let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
-    recorded_run(&value).unwrap_or_else(|e| panic!("{path}: {e}"))
+    let (info, events) = recorded_run(&value).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let ranges = recorded_ranges(&value)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .into_iter()
+        .map(|(range, events)| (range.arn, events))
+        .collect();
+    (info, events, ranges)
 }
 
 fn end_time(info: &ExecutionInfo, events: &[HistoryEvent]) -> DateTime<Utc> {
@@ -39,8 +56,8 @@ fn bars(run: &Run) -> String {
 
 /// Snapshots every rendering of a recorded run; returns the run for the checks.
 fn snapshot(name: &str) -> (Run, Vec<RunEvent>) {
-    let (info, events) = load(name);
-    let (run, run_events) = replay(&info, &events);
+    let (info, events, ranges) = load_with_ranges(name);
+    let (run, run_events) = replay_with_ranges(&info, &events, &ranges);
     let now = end_time(&info, &events);
     let started_by = origin(&info.name, run.input.as_ref()).label();
     insta::assert_snapshot!(
@@ -70,7 +87,9 @@ fn success() {
     assert_eq!(run.result(), RunResult::Succeeded);
     assert_eq!(exit_code_for(run.result()), 0);
     for stage in run.machine.stages() {
-        let expected = (*stage != Stage::FailureCleanup).then_some(StageOutcome::Succeeded);
+        // An older run: no pre-flight yet.
+        let expected = (!matches!(stage, Stage::FailureCleanup | Stage::Preflight))
+            .then_some(StageOutcome::Succeeded);
         assert_eq!(stage_outcome(&run, *stage), expected, "{stage:?}");
     }
     assert_eq!(run.ranges.len(), 2);
@@ -351,4 +370,308 @@ fn history_and_list_tables() {
         .max()
         .unwrap_or_default();
     insta::assert_snapshot!("list_table", list_table(&list, now));
+}
+
+/// The range executions named in a run's events, by range.
+fn range_executions(events: &[RunEvent]) -> Vec<(u32, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::RangeExecution {
+                range,
+                execution_arn,
+                ..
+            } => Some((*range, execution_arn.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn ranges_are_read_from_their_own_executions() {
+    let (run, events) = snapshot("ranges_success");
+    assert_eq!(run.result(), RunResult::Succeeded);
+    for stage in run.machine.stages() {
+        let expected = (*stage != Stage::FailureCleanup).then_some(StageOutcome::Succeeded);
+        assert_eq!(stage_outcome(&run, *stage), expected, "{stage:?}");
+    }
+    let named = range_executions(&events);
+    assert_eq!(
+        named.len(),
+        2,
+        "each range's execution is named once: {named:?}"
+    );
+    for (range, arn) in &named {
+        assert!(
+            arn.contains(":execution:data-refresh-worker-range:audio-")
+                && arn.ends_with(&format!("-range-{range}")),
+            "{arn}"
+        );
+    }
+    assert_eq!(run.ranges.len(), 2);
+    for view in run.ranges.values() {
+        assert_eq!(view.phase, RangePhase::Done, "{view:?}");
+        assert_eq!(view.attempt, 1);
+        assert!(view.instance_id.is_some());
+        assert_eq!(view.rows_total, Some(view.rows_processed));
+        assert!(view.execution.is_some());
+    }
+    // Launches and progress are only in the ranges' histories.
+    let progress = events
+        .iter()
+        .filter(|e| matches!(e, RunEvent::RangeProgress { .. }))
+        .count();
+    assert!(progress >= 2, "{progress} progress events");
+    let done = events
+        .iter()
+        .filter(|e| matches!(e, RunEvent::RangeDone { .. }))
+        .count();
+    assert_eq!(done, 2, "a range's end is told once, not by both histories");
+
+    let report = run.report.as_ref().expect("the report");
+    assert_eq!(report.media_type.as_deref(), Some("audio"));
+    assert!(report.guards.record_drop.is_some());
+    assert!(report.guards.search.is_some());
+    assert!(report.guards.preflight.is_some());
+    let text = report_block(&run).expect("a report");
+    for expected in [
+        "drop guard: passed, 0.00% drop (limit 10%)",
+        "search guard: passed, 6/6 queries",
+        "pre-flight: passed (2/2 new indices green",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in {text}");
+    }
+
+    // The run's own history alone (as `history` reads it) still ends each range.
+    let (info, parent, _) = load_with_ranges("ranges_success");
+    let (alone, alone_events) = replay(&info, &parent);
+    assert!(alone
+        .ranges
+        .values()
+        .all(|r| r.phase == RangePhase::Done && r.instance_id.is_some()));
+    assert!(!alone_events
+        .iter()
+        .any(|e| matches!(e, RunEvent::RangeProgress { .. })));
+    assert_eq!(alone.result(), RunResult::Succeeded);
+}
+
+#[test]
+fn a_range_retried_on_a_fresh_worker_in_its_own_execution() {
+    let (run, events) = snapshot("ranges_retried");
+    assert_eq!(run.result(), RunResult::Succeeded);
+    let range = run.ranges.get(&1).expect("range 1");
+    assert_eq!((range.phase, range.attempt), (RangePhase::Done, 2));
+    assert!(range
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.starts_with("WorkerTaskFailed: ")));
+    let failed_at = events
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                RunEvent::RangeAttemptFailed {
+                    range: 1,
+                    attempt: 1,
+                    ..
+                }
+            )
+        })
+        .expect("the first attempt's failure");
+    // The failed poll leaves the previous progress in the state: it is not shown again.
+    assert!(!events[failed_at..].iter().any(|e| matches!(
+        e,
+        RunEvent::RangeProgress {
+            range: 1,
+            attempt: 1,
+            ..
+        }
+    )));
+    let workers: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::RangeInstance {
+                range: 1,
+                instance_id,
+                ..
+            } => Some(instance_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(workers.len(), 2);
+    assert_ne!(workers[0], workers[1], "a fresh worker for the retry");
+    assert_eq!(
+        run.search_guard.as_ref().map(|g| g.verdict),
+        Some(Verdict::Passed)
+    );
+    assert!(run.params.as_ref().is_some_and(|p| p.override_search_guard));
+}
+
+/// Mid-reindex, as `--follow` shows it: one bar per range from the ranges' executions.
+#[test]
+fn mid_reindex_each_range_has_its_bar() {
+    let (info, parent, ranges) = load_with_ranges("ranges_retried");
+    // The moment range 1's second worker is launched.
+    let now = ranges
+        .iter()
+        .flat_map(|(_, events)| events)
+        .find(|e| {
+            e.kind == "TaskStateExited"
+                && e.detail("name") == Some("Launch worker")
+                && e.data().is_some_and(|d| d["attempt"] == 2)
+        })
+        .map(|e| e.timestamp)
+        .expect("a second launch");
+    let upto = |events: &[HistoryEvent]| -> Vec<HistoryEvent> {
+        events
+            .iter()
+            .filter(|e| e.timestamp <= now)
+            .cloned()
+            .collect()
+    };
+    let mut tracker = Tracker::new(
+        ExecutionInfo {
+            status: "RUNNING".into(),
+            stop: None,
+            ..info
+        },
+        "image".into(),
+    );
+    let partial: Ranges = ranges
+        .iter()
+        .map(|(arn, events)| (arn.clone(), upto(events)))
+        .collect();
+    tracker.feed_with_ranges(&upto(&parent), &partial);
+    let mid = tracker.run.clone();
+    assert_eq!(mid.result(), RunResult::Running);
+    assert_eq!(mid.ranges[&0].phase, RangePhase::Indexing);
+    assert!(mid.ranges[&0].eta_seconds.is_some());
+    assert_eq!(
+        (mid.ranges[&1].phase, mid.ranges[&1].attempt),
+        (RangePhase::Starting, 2)
+    );
+    insta::assert_snapshot!("ranges_mid_reindex__bars", bars(&mid));
+    insta::assert_snapshot!(
+        "ranges_mid_reindex__summary",
+        summary(&mid, Some("api"), now)
+    );
+}
+
+#[test]
+fn failed_ranges_fail_the_run_with_their_error() {
+    let (run, events) = snapshot("ranges_failed");
+    assert_eq!(run.result(), RunResult::Failed);
+    assert_eq!(exit_code_for(run.result()), 4);
+    let failure = run.failure.as_ref().expect("a failure");
+    assert_eq!(failure.error, "WorkerNotReady");
+    assert_eq!(failure.stage, Some(Stage::Reindex));
+    for view in run.ranges.values() {
+        assert_eq!(
+            (view.phase, view.attempt),
+            (RangePhase::Failed, 3),
+            "{view:?}"
+        );
+    }
+    for range in run.ranges.keys() {
+        let told = events
+            .iter()
+            .filter(|e| matches!(e, RunEvent::RangeFailed { range: r, .. } if r == range))
+            .count();
+        assert_eq!(told, 1, "range {range}'s failure is told once");
+    }
+    // The Map's task failed with the range execution's description: its own error shows.
+    assert!(events.iter().any(|e| matches!(e,
+        RunEvent::StepError { state, error, cause, .. }
+            if state == "Index range on a worker" && error == "States.TaskFailed"
+                && cause.starts_with("WorkerNotReady: "))));
+    assert_eq!(
+        stage_outcome(&run, Stage::FailureCleanup),
+        Some(StageOutcome::Succeeded)
+    );
+}
+
+#[test]
+fn aliases_not_promoted_says_how_to_finish() {
+    let (run, _) = snapshot("aliases_not_promoted");
+    assert_eq!(run.result(), RunResult::Failed);
+    assert_eq!(exit_code_for(run.result()), 4);
+    let failure = run.failure.as_ref().expect("a failure");
+    assert_eq!(failure.error, "AliasesNotPromoted");
+    assert_eq!(failure.stage, Some(Stage::PromoteAliases));
+    assert_eq!(
+        stage_outcome(&run, Stage::PromoteTable),
+        Some(StageOutcome::Succeeded)
+    );
+    assert_eq!(
+        run.finish_payload,
+        Some(
+            serde_json::json!({"media_type": "audio", "environment": "staging",
+            "index": "audio-unfinished14012", "filtered_index": "audio-unfinished14012-filtered"})
+        )
+    );
+    // The report ran before the table was promoted: the run has one though it failed.
+    assert!(run.report.as_ref().is_some_and(|r| r.total_after == 955));
+    let text = summary(&run, None, run.stopped.unwrap_or_default());
+    assert!(
+        text.contains(&format!("finish with: refresh finish {}", run.name)),
+        "{text}"
+    );
+}
+
+#[test]
+fn alias_retries_are_shown_while_the_run_rolls_forward() {
+    let (run, events) = snapshot("aliases_retried");
+    assert_eq!(run.result(), RunResult::Succeeded);
+    assert!(events.iter().any(|e| matches!(e,
+        RunEvent::Waiting { reason, .. } if reason.starts_with("alias move attempt 1 of 6 failed"))));
+    assert!(run.waiting.is_none(), "no longer waiting once promoted");
+}
+
+#[test]
+fn a_search_guard_refusal_exits_3() {
+    let (run, _) = snapshot("search_guard_refused");
+    assert_eq!(run.result(), RunResult::Refused);
+    assert_eq!(exit_code_for(run.result()), 3);
+    assert_eq!(
+        stage_outcome(&run, Stage::DropGuard),
+        Some(StageOutcome::Refused)
+    );
+    let guard = run.search_guard.as_ref().expect("the guard's answer");
+    assert_eq!(guard.verdict, Verdict::Refused);
+    assert!(guard
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("free text forest")));
+    assert_eq!(
+        run.drop_guard.as_ref().map(|g| g.verdict),
+        Some(Verdict::Overridden)
+    );
+}
+
+#[test]
+fn an_aborted_run_ignores_its_ranges_after_the_stop() {
+    let (run, events) = snapshot("ranges_aborted");
+    assert_eq!(run.status, "ABORTED");
+    assert_eq!(run.result(), RunResult::Failed);
+    assert_eq!(
+        stage_outcome(&run, Stage::Reindex),
+        Some(StageOutcome::Aborted)
+    );
+    let end = run.stopped.expect("an end");
+    assert!(matches!(events.last(), Some(RunEvent::Finished { .. })));
+    assert!(events.iter().all(|e| e.time() <= end));
+}
+
+/// `history audio` over the runs of the current definitions.
+#[test]
+fn history_of_current_runs() {
+    let mut rows: Vec<TrendRow> = ["ranges_success", "aliases_retried", "aliases_not_promoted"]
+        .iter()
+        .map(|name| {
+            let (info, events) = load(name);
+            TrendRow::from_run(&replay(&info, &events).0)
+        })
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.start));
+    insta::assert_snapshot!("history_table_current", trend_table("audio", &rows));
 }

@@ -9,23 +9,11 @@ use refresh_core::es::{
     create_index, delete_indices, indices_of_alias, promote_alias, SearchClient,
 };
 use refresh_core::media::MediaType;
-use serde_json::json;
 
 async fn new_index(client: &SearchClient, name: &str) {
     create_index(client, MediaType::Audio, name, 1)
         .await
         .unwrap();
-}
-
-async fn add_alias(client: &SearchClient, index: &str, alias: &str) {
-    let (status, body) = raw(
-        client,
-        Method::Post,
-        "/_aliases",
-        Some(&json!({"actions": [{"add": {"index": index, "alias": alias}}]})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]

@@ -20,27 +20,6 @@ async fn new_index(client: &SearchClient, name: &str) {
         .unwrap();
 }
 
-async fn add_alias(client: &SearchClient, index: &str, alias: &str) {
-    let (status, body) = raw(
-        client,
-        Method::Post,
-        "/_aliases",
-        Some(&json!({"actions": [{"add": {"index": index, "alias": alias}}]})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-}
-
-async fn delete(client: &SearchClient, names: &[&str]) {
-    let _ = raw(
-        client,
-        Method::Delete,
-        &format!("/{}", names.join(",")),
-        None,
-    )
-    .await;
-}
-
 async fn set_block(client: &SearchClient, index: &str, block: &str, on: bool) {
     let (status, body) = raw(
         client,
@@ -137,7 +116,7 @@ async fn both_aliases_move_in_one_call_or_not_at_all() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidInput);
-    delete(&client, &[&live, &live_f, &new, &new_f]).await;
+    cleanup(&client, &[&live, &live_f, &new, &new_f]).await;
 }
 
 #[tokio::test]
@@ -193,7 +172,7 @@ async fn the_preflight_names_every_reason_the_aliases_could_not_move() {
         indices_of_alias(&client, &alias).await.unwrap(),
         vec![live.clone(), new.clone()]
     );
-    delete(&client, &[&live, &live_f, &new, &new_f]).await;
+    cleanup(&client, &[&live, &live_f, &new, &new_f]).await;
 }
 
 fn doc(id: u64, title: Option<&str>, source: &str) -> (String, Value) {
@@ -279,7 +258,7 @@ async fn the_search_guard_refuses_an_index_whose_titles_were_emptied_naming_the_
     .await
     .unwrap();
     assert!(!first.ran && first.queries.is_empty());
-    delete(&client, &[&live, &new]).await;
+    cleanup(&client, &[&live, &new]).await;
 }
 
 #[tokio::test]
@@ -304,5 +283,5 @@ async fn the_builtin_guard_passes_a_faithful_copy_of_the_live_index() {
         report.queries.iter().any(|q| q.live_hits > 0),
         "the built-in queries must find the sample's documents: {report:?}"
     );
-    delete(&client, &[&live, &new]).await;
+    cleanup(&client, &[&live, &new]).await;
 }

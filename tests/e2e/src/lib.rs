@@ -448,6 +448,31 @@ impl Stack {
         }
     }
 
+    /// Puts the bundled sample back in the catalog and live: a test that promoted a grown
+    /// catalog leaves the next test (which expects the sample) a far larger live index,
+    /// which the drop and search guards would rightly refuse to shrink.
+    pub async fn back_to_sample(&self, media: MediaType) -> Result<()> {
+        load_sample_data()?;
+        let back = self
+            .run(
+                &self.refresh_arn,
+                "e2e-back-to-sample",
+                json!({"media_type": media.as_str(), "environment": "staging",
+                       "override_record_drop": true, "override_search_guard": true}),
+                Duration::from_secs(900),
+            )
+            .await?;
+        if back.status != "SUCCEEDED" {
+            bail!(
+                "going back to the sample: {} {:?} {:?}",
+                back.status,
+                back.error,
+                back.cause
+            );
+        }
+        Ok(())
+    }
+
     /// Aliases `<media>` and `<media>-filtered` with their indices, the live table's row
     /// count, a checksum of its `(id, identifier)` pairs, indexes and constraints: what no
     /// failed run may change.

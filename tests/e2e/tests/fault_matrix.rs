@@ -107,7 +107,7 @@ async fn postgres_connections_killed_during_the_copy_are_retried_and_the_count_i
         eligible_rows(&db, MediaType::Image).await?,
         "documents after the copy was retried"
     );
-    Ok(())
+    stack.back_to_sample(MediaType::Image).await
 }
 
 #[tokio::test]
@@ -212,7 +212,7 @@ async fn an_instance_terminated_through_the_ec2_api_mid_range_reruns_its_range()
         stack.count("image", json!({"match_all": {}})).await?,
         eligible_rows(&db, MediaType::Image).await?
     );
-    Ok(())
+    stack.back_to_sample(MediaType::Image).await
 }
 
 #[tokio::test]

@@ -105,6 +105,18 @@ pub async fn search_ids(client: &SearchClient, index: &str, query: Value) -> Vec
     ids
 }
 
+/// Points `alias` at `index` too (the alias may already point elsewhere).
+pub async fn add_alias(client: &SearchClient, index: &str, alias: &str) {
+    let (status, body) = raw(
+        client,
+        Method::Post,
+        "/_aliases",
+        Some(&serde_json::json!({"actions": [{"add": {"index": index, "alias": alias}}]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// Deletes test indices (ignoring missing ones).
 pub async fn cleanup(client: &SearchClient, indices: &[&str]) {
     for index in indices {

@@ -24,14 +24,21 @@ const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS data_refresh;
          new_filtered_index text NOT NULL,
          promoted_at timestamptz NOT NULL DEFAULT now())";
 
+/// Serialises the creation of the record table (an arbitrary, fixed advisory lock key).
+const CREATE_LOCK: i64 = 0x6461_7461_7265_6672;
+
 pub(super) async fn write(
     tx: &Transaction<'_>,
     media: MediaType,
     record: &PromotionRecord,
 ) -> StepResult<()> {
-    tx.batch_execute(CREATE)
-        .await
-        .context("creating the promotion record table")?;
+    // Image and audio promote at the same time: CREATE ... IF NOT EXISTS is not safe against
+    // a concurrent creator (23505 on pg_namespace), so creators take turns.
+    tx.batch_execute(&format!(
+        "SELECT pg_advisory_xact_lock({CREATE_LOCK}); {CREATE}"
+    ))
+    .await
+    .context("creating the promotion record table")?;
     // A retried promotion of the same run finds its row already there.
     tx.execute(
         "INSERT INTO data_refresh.promotions (new_index, media_type, new_filtered_index)
