@@ -13,9 +13,9 @@ How a path is found. The definitions bound every polling loop with a counter: a 
 (`States.MathAdd($.x.count, 1)`) and a Choice compares it with a limit from `$.settings`
 (`NumericLessThanPath`). The walk below tracks those counters (and `$.attempt`) exactly and
 treats everything else a Choice reads, and whether a Task succeeds or goes to a Catch, as
-unknown: both ways are followed. The copy and reapply loops end by progress, not by a
-counter; each of their calls takes at least PROGRESS_CALL_SECONDS (the functions' time
-budget), so the execution's TimeoutSeconds bounds their calls. A loop bounded by neither
+unknown: both ways are followed. The copy loop ends by progress, not by a
+counter; each of its calls takes at least PROGRESS_CALL_SECONDS (the function's time
+budget), so the execution's TimeoutSeconds bounds its calls. A loop bounded by neither
 raises UnboundedLoop.
 
 Events per state (one execution, no transient retries; the names are Step Functions'
@@ -74,12 +74,11 @@ STRING_TO_JSON = re.compile(r"^States\.StringToJson\('(-?\d+)'\)$")
 SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 PLACEHOLDER = "arn:placeholder:"
 
-# copy_data and reapply_constraints return `done: false` only after using this much of their
-# call (functions/src/steps/reapply_constraints.rs TIME_BUDGET, refresh_core::pg::copy
-# DEFAULT_TIME_BUDGET), so an execution makes at most TimeoutSeconds / this many calls of
-# each (counted for each loop on its own: conservative, as both share the time).
+# copy_data returns `done: false` only after using this much of its call
+# (refresh_core::pg::copy DEFAULT_TIME_BUDGET), so an execution makes at most
+# TimeoutSeconds / this many calls.
 PROGRESS_CALL_SECONDS = 600
-PROGRESS_FUNCTIONS = ("CopyDataFunctionArn", "ReapplyConstraintsFunctionArn")
+PROGRESS_FUNCTIONS = ("CopyDataFunctionArn",)
 
 
 def is_progress_call(state: dict) -> bool:

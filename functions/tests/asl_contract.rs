@@ -14,7 +14,7 @@ use refresh_core::es::{
 use refresh_core::guard::DropReport;
 use refresh_core::machines::ADMISSION_STATES;
 use refresh_core::pg::copy::CopyProgress;
-use refresh_core::pg::promote::{PromotionReport, ReapplyReport};
+use refresh_core::pg::promote::PromotionReport;
 use refresh_core::ranges::plan_ranges;
 use refresh_core::report::{BoundedCounts, RefreshReport, SOURCES_BUDGET_BYTES};
 use refresh_functions::steps::check_worker::WorkerHealth;
@@ -99,6 +99,9 @@ fn sample(expression: &str, machine: &str) -> Value {
         "$.filtered_index.index" => json!("image-init-filtered"),
         "$.instance.ip" => json!("127.0.0.2"),
         "$.range" => json!({"start_id": 1, "end_id": 500, "range_index": 0}),
+        // A range's execution: the SQL job fields are null (the SQL job's payloads are
+        // checked by sql_jobs_reach_the_worker_range_execution_and_its_task).
+        "$.sql" | "$.job" => Value::Null,
         "$.task.task_id" => json!("4f1c2d3e"),
         "$.filtered_task.task_id" => json!("oTUltX4IQMOUUVeiohTt8A:12345"),
         "$.before.total" => json!(1000),
@@ -242,7 +245,6 @@ fn output_keys(step: &str) -> BTreeSet<String> {
             drop_pct: 0.0,
             overridden: false,
         }),
-        "reapply_constraints" => keys(ReapplyReport::default()),
         "promote_table" => keys(PromotionReport {
             promoted: true,
             foreign_keys_repointed: 0,
@@ -552,7 +554,7 @@ fn map_items_reach_the_worker_range_execution_and_its_reindex_task() {
     // The child's first state keeps range and params; its reindex task gets them.
     let child = load("worker-range.asl.json");
     let child_states = all_states(&child);
-    let prepared = &child_states[child["StartAt"].as_str().unwrap()]["Parameters"];
+    let prepared = &child_states["Prepare range"]["Parameters"];
     assert_eq!(
         at(&child_input, prepared["range.$"].as_str().unwrap()),
         &item
@@ -577,8 +579,8 @@ fn the_map_keeps_what_the_worker_range_execution_outputs() {
     let child = load("worker-range.asl.json");
     let (_, end) = all_states(&child)
         .into_iter()
-        .find(|(_, s)| s["End"] == true)
-        .expect("the child ends in one state");
+        .find(|(_, s)| s["End"] == true && s["Parameters"].get("range.$").is_some())
+        .expect("a range's execution ends in one state");
     // What the child outputs, from a finished task's status (get_reindex_task's output).
     let progress = json!({
         "task_id": "t", "active": false, "model": "image", "target_index": "image-init",
@@ -754,4 +756,74 @@ fn the_contract_check_fails_on_drift() {
     drifted.as_object_mut().unwrap().remove("new_index");
     assert!(parse_step_input("check_record_drop", drifted).is_err());
     assert!(!output_keys("get_reindex_task").contains("finished"));
+}
+
+#[test]
+fn sql_jobs_reach_the_worker_range_execution_and_its_task() {
+    let definition = load("data-refresh.asl.json");
+    let child = load("worker-range.asl.json");
+    let child_states = all_states(&child);
+    let prepared = &child_states["Prepare SQL job"]["Parameters"];
+    let (_, sql_end) = all_states(&child)
+        .into_iter()
+        .find(|(_, s)| s["End"] == true && s["Parameters"].get("sql.$").is_some())
+        .expect("a SQL job's execution ends in one state");
+    let mut jobs = Vec::new();
+    for (name, state) in all_states(&definition) {
+        let Some(sql) = state["Parameters"]["Input"].get("sql") else {
+            continue;
+        };
+        jobs.push(sql["job"].as_str().unwrap().to_string());
+        assert_eq!(
+            state["Parameters"]["StateMachineArn"], "${WorkerRangeStateMachineArn}",
+            "{name}"
+        );
+        // Deterministic name: a retried start joins the running child.
+        let child_name = state["Parameters"]["Name.$"].as_str().unwrap();
+        assert!(child_name.contains("$$.Execution.Id"), "{name}");
+        // The child's input, with this execution's id where the definition reads it.
+        let mut template = state["Parameters"]["Input"].clone();
+        let input = template.as_object_mut().unwrap();
+        input.remove("AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$");
+        assert_eq!(
+            input.remove("root_execution_id.$"),
+            Some(json!("$$.Execution.Id"))
+        );
+        let mut child_input = apply(&template, &json!({"params": sample_params()}));
+        child_input["root_execution_id"] =
+            json!(format!("{ARN_PREFIX}:execution:stack-data-refresh:run-1"));
+        assert_eq!(
+            refresh_core::machines::root_execution_of(&child_input).as_deref(),
+            child_input["root_execution_id"].as_str(),
+            "cleanup finds the child by this field"
+        );
+        // The SQL job's Pass state; the worker's start and poll get the job.
+        let prepared_state = apply(
+            &json!({"sql.$": prepared["sql.$"], "job.$": prepared["job.$"], "params.$": prepared["params.$"]}),
+            &child_input,
+        );
+        let start = json!({"ip": "127.0.0.2", "params": prepared_state["params"],
+                           "range": prepared["range"], "sql": prepared_state["sql"]});
+        parse_step_input("start_reindex_task", start).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let poll = json!({"ip": "127.0.0.2", "task_id": "t", "params": prepared_state["params"],
+                          "job": prepared_state["job"]});
+        parse_step_input("get_reindex_task", poll).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // What the parent keeps is what the child's SQL end outputs.
+        let output: BTreeSet<String> = sql_end["Parameters"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.trim_end_matches(".$").to_string())
+            .collect();
+        for path in state["ResultSelector"].as_object().unwrap().values() {
+            if let Some(field) = path.as_str().unwrap().strip_prefix("$.Output.") {
+                assert!(
+                    output.contains(field),
+                    "{name} keeps {field}, which the child does not output"
+                );
+            }
+        }
+    }
+    jobs.sort();
+    assert_eq!(jobs, ["finish_copy", "reapply", "validate_foreign_keys"]);
 }

@@ -198,7 +198,7 @@ def test_the_reindex_in_an_inline_map_would_not_fit():
     assert inline > history.HISTORY_QUOTA
 
 
-def test_one_poll_of_each_loop_adds_eleven_events_and_each_copy_or_reapply_call_seven():
+def test_one_poll_of_each_loop_adds_eleven_events_and_each_copy_call_seven():
     loops = {}
     for machine in MACHINES:
         loops.update(history.loop_iteration_events(definition(machine)))
@@ -208,4 +208,4 @@ def test_one_poll_of_each_loop_adds_eleven_events_and_each_copy_or_reapply_call_
                  "Count filtered index health check", "Count instance check", "Count worker health check",
                  "Count reindex poll"):
         assert loops[name] == 11, (name, loops)
-    assert loops["Copy data"] == loops["Reapply constraints"] == 7
+    assert loops["Copy data"] == 7

@@ -558,6 +558,7 @@ def test_every_task_retries_transient_errors_with_backoff_and_nothing_else(logic
 # Tasks whose failure the run notes and goes on from, with why.
 GOES_ON_AFTER_FAILURE = {
     "Delete old indices": "the site is fully promoted; an old index left behind is noted, not a failed refresh",
+    "Validate foreign keys on a worker": "the site is promoted; keys that failed stay NOT VALID and the run ends failed after its report",
 }
 
 
@@ -601,6 +602,15 @@ def test_every_failure_after_the_concurrency_check_passes_cleanup(logical_id):
     assert checked >= 5
 
 
+def prepare_states(definition: dict) -> list[dict]:
+    """The worker-range machine starts with a Choice between a range and a SQL job; each
+    leads to a Pass that prepares the attempt's state."""
+    states = definition["States"]
+    start = states[definition["StartAt"]]
+    assert start["Type"] == "Choice"
+    return [states[c["Next"]] for c in start["Choices"]] + [states[start["Default"]]]
+
+
 def test_every_worker_range_path_after_launch_terminates_its_worker():
     definition = load_definition(WORKER_RANGE)
     states = definition["States"]
@@ -608,8 +618,10 @@ def test_every_worker_range_path_after_launch_terminates_its_worker():
     terminates = {n for n, s in states.items() if s.get("Resource", "").endswith("ec2:terminateInstances")}
     assert len(launches) == 1 and len(terminates) == 1
     (launch,) = launches
-    # Nothing before the launch can fail: the execution starts straight into it.
-    assert states[definition["StartAt"]]["Next"] == launch
+    # Nothing before the launch can fail: the execution starts straight into it (through the
+    # choice of a range or a SQL job and its Pass).
+    for prepare in prepare_states(definition):
+        assert prepare["Type"] == "Pass" and prepare["Next"] == launch
     # From a successful launch, every path to the end of the execution - success, task
     # error, time-out, Catch - passes the terminate state before it ends or launches again.
     bad = paths_avoiding(states, states[launch]["Next"], terminates | {launch})
@@ -634,16 +646,19 @@ def test_worker_range_retries_one_range_and_tags_its_workers_for_both_cleanups()
     assert {"refresh:execution", "refresh:range-execution", "refresh:media", "refresh:range", "Name"} <= set(tags)
     # refresh:execution is the data refresh execution (its cleanup and the IAM conditions
     # match it); refresh:range-execution is this execution (its own event's cleanup).
-    prepare = states[load_definition(WORKER_RANGE)["StartAt"]]["Parameters"]
-    assert prepare["execution_id.$"] == "$.root_execution_id" and tags["refresh:execution"] == "$.execution_id"
-    assert prepare["range_execution_id.$"] == "$$.Execution.Id"
+    prepares = prepare_states(load_definition(WORKER_RANGE))
+    for prepare in (p["Parameters"] for p in prepares):
+        assert prepare["execution_id.$"] == "$.root_execution_id" and tags["refresh:execution"] == "$.execution_id"
+        assert prepare["range_execution_id.$"] == "$$.Execution.Id"
     assert tags["refresh:range-execution"] == "$.range_execution_id"
-    # The retry of a range is a loop back to the launch, carrying both ids.
+    # The retry of a range or job is a loop back to the launch, carrying both ids and the task.
     into_launch = [n for n, s in states.items() if launch in successors(s, follow_catch=False)]
-    retries = [n for n in into_launch if n != load_definition(WORKER_RANGE)["StartAt"]]
+    retries = [n for n in into_launch if states[n] not in prepares]
     assert retries, "a failed range is never retried on a fresh worker"
     for name in retries:
-        assert {"execution_id.$", "range_execution_id.$"} <= set(states[name]["Parameters"]), name
+        assert {"execution_id.$", "range_execution_id.$", "range.$", "sql.$", "job.$", "label.$"} <= set(
+            states[name]["Parameters"]
+        ), name
 
 
 def test_reindex_map_runs_one_worker_range_execution_per_range_at_most_worker_count_at_once():
@@ -662,7 +677,7 @@ def test_reindex_map_runs_one_worker_range_execution_per_range_at_most_worker_co
     assert child_input["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$"] == "$$.Execution.Id"
     assert child_input["root_execution_id.$"] == "$.execution_id"
     child = load_definition(WORKER_RANGE)
-    prepared = child["States"][child["StartAt"]]["Parameters"]
+    (prepared,) = [p["Parameters"] for p in prepare_states(child) if "range.$" in p["Parameters"]]
     read = {v.removeprefix("$.").split(".")[0] for v in prepared.values() if isinstance(v, str) and v.startswith("$.")}
     assert read <= {k.removesuffix(".$") for k in child_input}, f"the child reads {read} of {set(child_input)}"
     # Deterministic, so a retried start joins the running child instead of starting another.
@@ -674,7 +689,7 @@ def test_reindex_map_runs_one_worker_range_execution_per_range_at_most_worker_co
     fails = [s for s in states.values() if s["Type"] == "Fail"]
     assert {"$.child.execution.Error", "$.range_error.Error"} == {f["ErrorPath"] for f in fails}
     # What the Map keeps of each child is what the child outputs.
-    (ends,) = [s for s in child["States"].values() if s.get("End")]
+    (ends,) = [s for s in child["States"].values() if s.get("End") and "range.$" in s["Parameters"]]
     output = {k.removesuffix(".$") for k in ends["Parameters"]}
     kept = {p.removeprefix("$.Output.") for p in start["ResultSelector"].values() if p.startswith("$.Output.")}
     assert kept and kept <= output, f"the Map keeps {kept - output}, which the child does not output"
@@ -739,8 +754,8 @@ def test_every_polling_loop_is_bounded(logical_id):
     loops = [c for c in sccs if len(c) > 1]
     assert loops
     for loop in loops:
-        # Copy and reapply loops end by progress: each call copies rows or builds indexes.
-        if any(states[n].get("Resource", "").startswith(("${CopyData", "${ReapplyConstraints")) for n in loop):
+        # The copy loop ends by progress: each call copies rows.
+        if any(states[n].get("Resource", "").startswith("${CopyData") for n in loop):
             continue
         increments = [n for n in loop if "States.MathAdd" in json.dumps(states[n].get("Parameters", {}))]
         limits = [
@@ -773,21 +788,20 @@ def test_lambda_tasks_only_pass_documented_fields():
         # + params on every step that reaches a database or Elasticsearch: the environment
         # selects the secret (staging can never read production's connections).
         "CountDocuments": {"alias_or_index", "params"},
-        "CopyData": {"params", "cursor"},
+        "CopyData": {"params", "cursor", "defer_finish"},
         "FilterTags": {"params"},
         "CreateIndex": {"params", "filtered"},
         "PlanRanges": {"params"},
         "CheckWorker": {"ip"},
-        "StartReindexTask": {"ip", "params", "range"},
+        "StartReindexTask": {"ip", "params", "range", "sql"},
         # + params: the environment selects the secret with the worker token.
-        "GetReindexTask": {"ip", "task_id", "params"},
+        "GetReindexTask": {"ip", "task_id", "params", "job"},
         "FinishIndex": {"index", "params"},
         "CheckIndexHealth": {"index", "params"},
         "StartFilteredReindex": {"params", "source_index"},
         "GetEsTask": {"task_id", "params"},
         "CheckRecordDrop": {"params", "before", "new_index"},
         "CheckSearchGuard": {"params"},
-        "ReapplyConstraints": {"params"},
         "PreflightPromotion": {"params"},
         "PromoteTable": {"params"},
         # Names only: it is also the operator's finish, typed by hand.

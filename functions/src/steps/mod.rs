@@ -98,7 +98,6 @@ steps! {
     get_es_task => GetEsTask,
     check_record_drop => CheckRecordDrop,
     check_search_guard => CheckSearchGuard,
-    reapply_constraints => ReapplyConstraints,
     preflight_promotion => PreflightPromotion,
     promote_table => PromoteTable,
     promote_aliases => PromoteAliases,
@@ -114,7 +113,7 @@ mod tests {
 
     #[test]
     fn every_step_is_found_by_its_name() {
-        assert_eq!(Step::ALL.len(), 24);
+        assert_eq!(Step::ALL.len(), 23);
         for step in Step::ALL {
             assert_eq!(Step::from_name(step.name()), Some(*step));
         }

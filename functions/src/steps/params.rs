@@ -33,7 +33,7 @@ pub fn environment_of(params: &Option<RefreshParams>) -> Option<Environment> {
     params.as_ref().map(|p| p.environment)
 }
 
-/// `{params: P}`: filter_tags, plan_ranges, reapply_constraints, promote_table.
+/// `{params: P}`: filter_tags, plan_ranges, promote_table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParamsInput {

@@ -8,7 +8,6 @@ use crate::Context;
 use refresh_core::error::StepResult;
 use refresh_core::pg::counts::{row_count, MediaTable};
 use refresh_core::pg::promote::{
-    ForeignKeyCheck,
     promote_table_with, table_promoted_by, PromotionOptions, PromotionRecord, PromotionReport,
 };
 use serde_json::Value;
@@ -42,9 +41,6 @@ pub async fn handle(ctx: Arc<Context>, input: ParamsInput) -> StepResult<Promoti
             new_index: input.params.new_index.clone(),
             new_filtered_index: input.params.new_filtered_index.clone(),
         }),
-        // The machine does not yet run validate_foreign_keys on a worker after promotion, so
-        // the keys are still checked (and orphans deleted) inside the transaction.
-        foreign_keys: ForeignKeyCheck::InTransaction,
         ..PromotionOptions::default()
     };
     let report = promote_table_with(&mut api, input.params.media_type, &options).await?;
