@@ -27,6 +27,8 @@ pub enum Stage {
     Report,
     PromoteTable,
     PromoteAliases,
+    /// The worker's validate_foreign_keys job, after the aliases.
+    ForeignKeys,
     DeleteOld,
     /// What the machine does after a failure (cleanup, re-enabling alarms).
     FailureCleanup,
@@ -48,6 +50,7 @@ impl Stage {
             Stage::Report => "report",
             Stage::PromoteTable => "promote table",
             Stage::PromoteAliases => "promote aliases",
+            Stage::ForeignKeys => "validate foreign keys",
             Stage::DeleteOld => "delete old indices",
             Stage::FailureCleanup => "cleanup after failure",
         }
@@ -68,6 +71,7 @@ impl Stage {
             Stage::Report => "report",
             Stage::PromoteTable => "promote_table",
             Stage::PromoteAliases => "promote_aliases",
+            Stage::ForeignKeys => "foreign_keys",
             Stage::DeleteOld => "delete_old",
             Stage::FailureCleanup => "failure_cleanup",
         }
@@ -121,6 +125,7 @@ impl Machine {
                 Stage::Report,
                 Stage::PromoteTable,
                 Stage::PromoteAliases,
+                Stage::ForeignKeys,
                 Stage::DeleteOld,
                 Stage::FailureCleanup,
             ],
@@ -209,6 +214,9 @@ pub const LEGACY: &[&str] = &[
     "Delete old index",
     // Before the report counted both sides itself, just before promotion.
     states::COUNT_AFTER,
+    // Before step 8 ran as the worker's reapply SQL job.
+    "Reapply constraints",
+    "Constraints reapplied?",
 ];
 
 const ADMISSION: &[&str] = &[
@@ -231,6 +239,7 @@ const COPY: &[&str] = &[
     "Start copy",
     states::COPY_DATA,
     "Copy finished?",
+    "Finish copy on a worker",
     "Notify copy done",
 ];
 
@@ -253,8 +262,10 @@ const REINDEX: &[&str] = &[
     "Any range indexed?",
     "Summarise reindex",
     "Notify reindex done",
-    // The worker-range machine.
+    // The worker-range machine (its SQL-job states too: the same machine runs the SQL jobs).
+    "Range or SQL job?",
     "Prepare range",
+    "Prepare SQL job",
     states::LAUNCH_WORKER,
     "Wait for instance to boot",
     "Describe worker instance",
@@ -276,7 +287,9 @@ const REINDEX: &[&str] = &[
     "Terminate worker",
     "Worker could not be terminated",
     "Did the range succeed?",
+    "Range or SQL job done?",
     states::RANGE_INDEXED,
+    "SQL job done",
     states::RETRY_RANGE,
     "Prepare next attempt",
     states::RANGE_FAILED,
@@ -324,6 +337,12 @@ const PROMOTE_ALIASES: &[&str] = &[
 const FAILURE: &[&str] = &[
     "Re-enable alarm actions after failure?",
     "Enable alarm actions after failure",
+    "Worker job failed",
+    "Read worker job failure",
+    "Worker job failure named?",
+    "Name worker job failure",
+    "Keep worker job failure as reported",
+    "Fail run with worker job failure",
     states::CLEAN_UP_FAILED_RUN,
     "Refresh failed",
     states::DELETE_UNPROMOTED_FILTERED,
@@ -348,12 +367,23 @@ const TABLE: &[(Stage, &[&str])] = &[
     ),
     (
         Stage::Constraints,
-        &["Reapply constraints", "Constraints reapplied?"],
+        &[
+            "Reapply constraints on a worker",
+            "Reapply constraints",
+            "Constraints reapplied?",
+        ],
     ),
     (Stage::Preflight, &[states::PREFLIGHT_PROMOTION]),
     (Stage::Report, &[states::REPORT, states::COUNT_AFTER]),
     (Stage::PromoteTable, &["Promote table"]),
     (Stage::PromoteAliases, PROMOTE_ALIASES),
+    (
+        Stage::ForeignKeys,
+        &[
+            "Validate foreign keys on a worker",
+            "Note foreign keys not validated",
+        ],
+    ),
     (
         Stage::DeleteOld,
         &[
@@ -370,6 +400,8 @@ const TABLE: &[(Stage, &[&str])] = &[
 /// neither open a stage of their own nor reopen one.
 pub const CLOSING: &[&str] = &[
     "Notify report",
+    "Foreign keys validated?",
+    "Foreign keys not validated",
     "Output the report",
     "Refresh succeeded",
     "Filtered index rebuilt",

@@ -87,9 +87,12 @@ fn success() {
     assert_eq!(run.result(), RunResult::Succeeded);
     assert_eq!(exit_code_for(run.result()), 0);
     for stage in run.machine.stages() {
-        // An older run: no pre-flight yet.
-        let expected = (!matches!(stage, Stage::FailureCleanup | Stage::Preflight))
-            .then_some(StageOutcome::Succeeded);
+        // An older run: no pre-flight and no foreign-key job yet.
+        let expected = (!matches!(
+            stage,
+            Stage::FailureCleanup | Stage::Preflight | Stage::ForeignKeys
+        ))
+        .then_some(StageOutcome::Succeeded);
         assert_eq!(stage_outcome(&run, *stage), expected, "{stage:?}");
     }
     assert_eq!(run.ranges.len(), 2);
@@ -392,7 +395,9 @@ fn ranges_are_read_from_their_own_executions() {
     let (run, events) = snapshot("ranges_success");
     assert_eq!(run.result(), RunResult::Succeeded);
     for stage in run.machine.stages() {
-        let expected = (*stage != Stage::FailureCleanup).then_some(StageOutcome::Succeeded);
+        // Recorded before the foreign-key job.
+        let expected = (!matches!(stage, Stage::FailureCleanup | Stage::ForeignKeys))
+            .then_some(StageOutcome::Succeeded);
         assert_eq!(stage_outcome(&run, *stage), expected, "{stage:?}");
     }
     let named = range_executions(&events);
@@ -674,4 +679,17 @@ fn history_of_current_runs() {
         .collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.start));
     insta::assert_snapshot!("history_table_current", trend_table("audio", &rows));
+}
+
+#[test]
+fn the_sql_jobs_are_stages_of_their_own() {
+    let (run, _) = snapshot("sql_jobs_success");
+    assert_eq!(run.result(), RunResult::Succeeded);
+    for stage in run.machine.stages() {
+        let expected = (*stage != Stage::FailureCleanup).then_some(StageOutcome::Succeeded);
+        assert_eq!(stage_outcome(&run, *stage), expected, "{stage:?}");
+    }
+    // The SQL jobs' worker-range executions are not ranges.
+    assert_eq!(run.ranges.len(), 2);
+    assert!(run.ranges.values().all(|r| r.phase == RangePhase::Done));
 }
