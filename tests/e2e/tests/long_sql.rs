@@ -5,7 +5,8 @@
 //!
 //! The slow index is an expression index over a function that sleeps per row only while a
 //! flag is set, so creating it on the live table (setup) is quick and only the run's rebuild
-//! is slow. `ANALYZE` in the job evaluates the expression too: it is slow as well.
+//! is slow; and only inside `CREATE INDEX` (the job's `ANALYZE` evaluates the expression too,
+//! and need not be slow).
 
 use anyhow::{bail, Context, Result};
 use e2e::{aws_cli_json, exclusive, find_worker_process, kill_hard, load_sample_data, Stack};
@@ -53,7 +54,9 @@ async fn add_slow_index(stack: &Stack, build: Duration) -> Result<()> {
              DECLARE pause double precision;
              BEGIN
                  SELECT seconds_per_row INTO pause FROM public.e2e_slow_flag LIMIT 1;
-                 IF pause IS NOT NULL THEN PERFORM pg_sleep(pause); END IF;
+                 IF pause IS NOT NULL AND current_query() ILIKE 'CREATE%INDEX%' THEN
+                     PERFORM pg_sleep(pause);
+                 END IF;
                  RETURN lower(value);
              END $fn$;
          CREATE INDEX {SLOW_INDEX} ON image (e2e_slow_lower(title));
@@ -76,7 +79,7 @@ async fn remove_slow_index(stack: &Stack) -> Result<()> {
     Ok(())
 }
 
-/// Backends of the API database building the slow index (or analysing the table with it).
+/// Backends of the API database building the slow index.
 async fn slow_index_backends(stack: &Stack) -> Result<Vec<i32>> {
     Ok(stack
         .api_db()
@@ -84,7 +87,7 @@ async fn slow_index_backends(stack: &Stack) -> Result<Vec<i32>> {
         .query(
             "SELECT pid FROM pg_stat_activity
               WHERE datname = 'api' AND pid <> pg_backend_pid() AND state = 'active'
-                AND (query LIKE '%e2e_slow_lower%' OR query LIKE 'ANALYZE%')",
+                AND query LIKE '%e2e_slow_lower%'",
             &[],
         )
         .await?
@@ -117,7 +120,8 @@ async fn an_index_build_longer_than_the_lambda_timeout_runs_on_a_worker() -> Res
     let stack = Stack::connect().await;
     load_sample_data()?;
     let timeout = lambda_timeout(&stack)?;
-    add_slow_index(&stack, timeout.mul_f64(1.3)).await?;
+    // Several times the timeout: no retry or resume of a Lambda could get through it.
+    add_slow_index(&stack, timeout.mul_f64(2.5)).await?;
     let result = async {
         let arn = stack
             .start(&stack.refresh_arn, "e2e-long-index-build", start_input())
