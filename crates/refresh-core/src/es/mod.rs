@@ -32,8 +32,8 @@ pub use index::{
 };
 pub use preflight::{promotion_preflight, PreflightReport};
 pub use reindex::{
-    cancel_reindex_into, get_task, sensitive_terms_query, start_filtered_reindex,
-    FilteredReindexStarted, ReindexOptions, Slices, TaskStatus,
+    cancel_reindex_into, get_task, sensitive_documents_query, sensitive_terms_query,
+    start_filtered_reindex, FilteredReindexStarted, ReindexOptions, Slices, TaskStatus,
 };
 pub use search_guard::{check_search_guard, SearchGuardReport};
 pub use terms::{load_sensitive_terms, parse_sensitive_terms};
