@@ -14,6 +14,7 @@ pub mod alias;
 pub mod bulk;
 pub mod connection;
 pub mod counts;
+pub mod filtered;
 pub mod index;
 pub mod preflight;
 pub mod reindex;
@@ -26,6 +27,7 @@ pub use alias::{
 };
 pub use connection::{CaCertificate, SearchAuth, SearchSettings, SettingError};
 pub use counts::{count_documents, count_documents_paged, DocumentCounts};
+pub use filtered::{verify_filtered, FilteredVerification, VerifyOptions};
 pub use index::{
     create_index, create_index_like, finish_index, index_body, index_health, CreatedIndex,
     IndexHealth,
