@@ -19,9 +19,7 @@
 //! Known disagreements (Unicode 9 in Lucene 8.6, Unicode 17 here) are listed in
 //! docs/ARCHITECTURE.md ("Sensitive terms"); the verification gate catches them.
 
-use icu_properties::props::{
-    Emoji, EmojiModifier, ExtendedPictographic, LineBreak, RegionalIndicator, Script, WordBreak,
-};
+use icu_properties::props::{EmojiModifier, LineBreak, RegionalIndicator, Script, WordBreak};
 use icu_properties::{CodePointMapData, CodePointSetData};
 use std::ops::Range;
 use unicode_segmentation::UnicodeSegmentation;
@@ -33,6 +31,91 @@ pub const MAX_TOKEN_LENGTH: usize = 255;
 const KEYCAP: char = '\u{20E3}';
 /// U+FE0E VARIATION SELECTOR-15 (text presentation).
 const TEXT_PRESENTATION: char = '\u{FE0E}';
+/// U+200D ZERO WIDTH JOINER.
+const ZWJ: char = '\u{200D}';
+
+/// `Extended_Pictographic` of emoji-data.txt 11.0, the emoji data Lucene 8.6's grammar was
+/// generated from. Unicode 13+ took many symbols out of the property (☿ U+263F, ☞ U+261E,
+/// 🂹 U+1F0B9, …): Lucene still makes each of them an emoji token.
+const EXTENDED_PICTOGRAPHIC_11: &[(u32, u32)] = &[
+    (0xA9, 0xA9),
+    (0xAE, 0xAE),
+    (0x203C, 0x203C),
+    (0x2049, 0x2049),
+    (0x2122, 0x2122),
+    (0x2139, 0x2139),
+    (0x2194, 0x2199),
+    (0x21A9, 0x21AA),
+    (0x231A, 0x231B),
+    (0x2328, 0x2328),
+    (0x2388, 0x2388),
+    (0x23CF, 0x23CF),
+    (0x23E9, 0x23F3),
+    (0x23F8, 0x23FA),
+    (0x24C2, 0x24C2),
+    (0x25AA, 0x25AB),
+    (0x25B6, 0x25B6),
+    (0x25C0, 0x25C0),
+    (0x25FB, 0x25FE),
+    (0x2600, 0x2605),
+    (0x2607, 0x2612),
+    (0x2614, 0x2685),
+    (0x2690, 0x2705),
+    (0x2708, 0x2712),
+    (0x2714, 0x2714),
+    (0x2716, 0x2716),
+    (0x271D, 0x271D),
+    (0x2721, 0x2721),
+    (0x2728, 0x2728),
+    (0x2733, 0x2734),
+    (0x2744, 0x2744),
+    (0x2747, 0x2747),
+    (0x274C, 0x274C),
+    (0x274E, 0x274E),
+    (0x2753, 0x2755),
+    (0x2757, 0x2757),
+    (0x2763, 0x2767),
+    (0x2795, 0x2797),
+    (0x27A1, 0x27A1),
+    (0x27B0, 0x27B0),
+    (0x27BF, 0x27BF),
+    (0x2934, 0x2935),
+    (0x2B05, 0x2B07),
+    (0x2B1B, 0x2B1C),
+    (0x2B50, 0x2B50),
+    (0x2B55, 0x2B55),
+    (0x3030, 0x3030),
+    (0x303D, 0x303D),
+    (0x3297, 0x3297),
+    (0x3299, 0x3299),
+    (0x1F000, 0x1F0FF),
+    (0x1F10D, 0x1F10F),
+    (0x1F12F, 0x1F12F),
+    (0x1F16C, 0x1F171),
+    (0x1F17E, 0x1F17F),
+    (0x1F18E, 0x1F18E),
+    (0x1F191, 0x1F19A),
+    (0x1F1AD, 0x1F1E5),
+    (0x1F201, 0x1F20F),
+    (0x1F21A, 0x1F21A),
+    (0x1F22F, 0x1F22F),
+    (0x1F232, 0x1F23A),
+    (0x1F23C, 0x1F23F),
+    (0x1F249, 0x1F3FA),
+    (0x1F400, 0x1F53D),
+    (0x1F546, 0x1F64F),
+    (0x1F680, 0x1F6FF),
+    (0x1F774, 0x1F77F),
+    (0x1F7D5, 0x1F7FF),
+    (0x1F80C, 0x1F80F),
+    (0x1F848, 0x1F84F),
+    (0x1F85A, 0x1F85F),
+    (0x1F888, 0x1F88F),
+    (0x1F8AE, 0x1F8FF),
+    (0x1F90C, 0x1F93A),
+    (0x1F93C, 0x1F945),
+    (0x1F947, 0x1FFFD),
+];
 
 /// The tokens of `text`, lower-cased, in order (repeats kept), as `_analyze` with the
 /// `standard` analyzer returns them.
@@ -119,56 +202,76 @@ fn token_spans(text: &str, f: &mut dyn FnMut(Range<usize>) -> bool) {
 
 /// Token spans with no length limit. `f` returns true to stop.
 fn unbounded_spans(text: &str, f: &mut dyn FnMut(Range<usize>) -> bool) {
-    // A run of Complex_Context segments being joined into one token.
+    // Adjacent Complex_Context pieces are one token, also where a rescan (below) split them.
     let mut run: Option<Range<usize>> = None;
-    for (start, segment) in text.split_word_bound_indices() {
-        let end = start + segment.len();
-        let Some(first) = segment.chars().next() else {
-            continue;
-        };
-        if is_complex_context(first) {
-            run = Some(match run {
-                Some(r) if r.end == start => r.start..end,
-                Some(r) => {
-                    if f(r) {
-                        return;
-                    }
-                    start..end
+    let stopped = pieces(text, &mut |span, complex| {
+        if complex {
+            match &mut run {
+                Some(r) if r.end == span.start => {
+                    r.end = span.end;
+                    return false;
                 }
-                None => start..end,
-            });
-            continue;
+                _ => {}
+            }
         }
         if let Some(r) = run.take() {
             if f(r) {
-                return;
+                return true;
             }
         }
-        if segment_spans(segment, &mut |span| f(span.start + start..span.end + start)) {
-            return;
+        if complex {
+            run = Some(span);
+            false
+        } else {
+            f(span)
         }
-    }
-    if let Some(r) = run {
+    });
+    if let (false, Some(r)) = (stopped, run) {
         f(r);
     }
 }
 
+/// The token pieces of `text`, each flagged when it is a Complex_Context segment (to be
+/// joined with its neighbours of that kind). Returns true when `f` did.
+fn pieces(text: &str, f: &mut dyn FnMut(Range<usize>, bool) -> bool) -> bool {
+    for (start, segment) in text.split_word_bound_indices() {
+        let Some(first) = segment.chars().next() else {
+            continue;
+        };
+        let stopped = if is_complex_context(first) {
+            f(start..start + segment.len(), true)
+        } else {
+            segment_spans(segment, &mut |span, complex| {
+                f(span.start + start..span.end + start, complex)
+            })
+        };
+        if stopped {
+            return true;
+        }
+    }
+    false
+}
+
 /// The tokens within one UAX#29 segment (none, the segment, or parts of it). Returns true
 /// when `f` did.
-fn segment_spans(segment: &str, f: &mut dyn FnMut(Range<usize>) -> bool) -> bool {
-    let mut chars = segment.char_indices();
-    let Some((_, first)) = chars.next() else {
+fn segment_spans(segment: &str, f: &mut dyn FnMut(Range<usize>, bool) -> bool) -> bool {
+    let Some(first) = segment.chars().next() else {
         return false;
     };
-    let word_break = word_break(first);
-    if is_emoji_start(first) {
+    // Lucene's emoji rule takes leading joiners: " \u{200D}😀" has the token "\u{200D}😀".
+    let emoji_from = segment.find(|c: char| c != ZWJ).unwrap_or(segment.len());
+    if segment[emoji_from..]
+        .chars()
+        .next()
+        .is_some_and(is_emoji_start)
+    {
         // A text-presentation selector ends the emoji; what follows it is scanned anew.
         return match segment.find(TEXT_PRESENTATION) {
-            Some(cut) => f(0..cut) || rescan(segment, cut + TEXT_PRESENTATION.len_utf8(), f),
-            None => f(0..segment.len()),
+            Some(cut) => f(0..cut, false) || rescan(segment, cut + TEXT_PRESENTATION.len_utf8(), f),
+            None => f(0..segment.len(), false),
         };
     }
-    let kept = match word_break {
+    let kept = match word_break(first) {
         WordBreak::ALetter | WordBreak::HebrewLetter | WordBreak::Numeric | WordBreak::Katakana => {
             true
         }
@@ -190,7 +293,17 @@ fn segment_spans(segment: &str, f: &mut dyn FnMut(Range<usize>) -> bool) -> bool
         }
     };
     if !kept {
-        return false;
+        // Lucene's catch-all rule drops one character; the marks or joiners UAX#29 attached to
+        // it (WB4) are scanned anew: "\t" + U+1056 (a Myanmar mark) has the token U+1056.
+        // Runs of spaces or underscores hold nothing else and are not rescanned.
+        let rest = first.len_utf8();
+        let attached = segment[rest..].chars().any(|c| {
+            matches!(
+                word_break(c),
+                WordBreak::Extend | WordBreak::Format | WordBreak::ZWJ
+            )
+        });
+        return attached && rescan(segment, rest, f);
     }
     // A skin-tone modifier inside a word was a character of its own in Unicode 9.
     match segment
@@ -198,19 +311,16 @@ fn segment_spans(segment: &str, f: &mut dyn FnMut(Range<usize>) -> bool) -> bool
         .skip(1)
         .find(|&(_, c)| CodePointSetData::new::<EmojiModifier>().contains(c))
     {
-        Some((cut, _)) => f(0..cut) || rescan(segment, cut, f),
-        None => f(0..segment.len()),
+        Some((cut, _)) => f(0..cut, false) || rescan(segment, cut, f),
+        None => f(0..segment.len(), false),
     }
 }
 
 /// Tokens of `segment[from..]` scanned as new text, reported in `segment`'s offsets.
-fn rescan(segment: &str, from: usize, f: &mut dyn FnMut(Range<usize>) -> bool) -> bool {
-    let mut stopped = false;
-    unbounded_spans(&segment[from..], &mut |span| {
-        stopped = f(span.start + from..span.end + from);
-        stopped
-    });
-    stopped
+fn rescan(segment: &str, from: usize, f: &mut dyn FnMut(Range<usize>, bool) -> bool) -> bool {
+    pieces(&segment[from..], &mut |span, complex| {
+        f(span.start + from..span.end + from, complex)
+    })
 }
 
 fn word_break(c: char) -> WordBreak {
@@ -228,19 +338,23 @@ fn is_complex_context(c: char) -> bool {
     CodePointMapData::<LineBreak>::new().get(c) == LineBreak::ComplexContext
 }
 
-/// Starts an emoji token in Lucene's grammar: `Extended_Pictographic`, or `Emoji` other than
-/// regional indicators and keycap bases (`0-9#*`, handled as numbers / keycaps), or an emoji
-/// modifier on its own.
+/// Starts an emoji token in Lucene's grammar: `Extended_Pictographic` (of emoji 11.0: it
+/// holds every other `Emoji` but the keycap bases `0-9#*`, handled as numbers and keycaps,
+/// and the regional indicators, handled in pairs), or an emoji modifier on its own.
 fn is_emoji_start(c: char) -> bool {
-    if CodePointSetData::new::<ExtendedPictographic>().contains(c)
+    let c32 = u32::from(c);
+    EXTENDED_PICTOGRAPHIC_11
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c32 {
+                std::cmp::Ordering::Less
+            } else if lo > c32 {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
         || CodePointSetData::new::<EmojiModifier>().contains(c)
-    {
-        return true;
-    }
-    CodePointSetData::new::<Emoji>().contains(c)
-        && !c.is_ascii_digit()
-        && !matches!(c, '#' | '*')
-        && !CodePointSetData::new::<RegionalIndicator>().contains(c)
 }
 
 fn utf16_len(text: &str) -> usize {
