@@ -20,6 +20,7 @@ pub mod pg;
 pub mod ranges;
 pub mod report;
 pub mod secrets;
+pub mod sensitive;
 pub mod settings;
 pub mod tags;
 pub mod telemetry;

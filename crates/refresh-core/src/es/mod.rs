@@ -14,6 +14,7 @@ pub mod alias;
 pub mod bulk;
 pub mod connection;
 pub mod counts;
+pub mod filtered;
 pub mod index;
 pub mod preflight;
 pub mod reindex;
@@ -26,14 +27,15 @@ pub use alias::{
 };
 pub use connection::{CaCertificate, SearchAuth, SearchSettings, SettingError};
 pub use counts::{count_documents, count_documents_paged, DocumentCounts};
+pub use filtered::{verify_filtered, FilteredVerification, VerifyOptions};
 pub use index::{
     create_index, create_index_like, finish_index, index_body, index_health, CreatedIndex,
     IndexHealth,
 };
 pub use preflight::{promotion_preflight, PreflightReport};
 pub use reindex::{
-    cancel_reindex_into, get_task, sensitive_terms_query, start_filtered_reindex,
-    FilteredReindexStarted, ReindexOptions, Slices, TaskStatus,
+    cancel_reindex_into, get_task, sensitive_documents_query, sensitive_terms_query,
+    start_filtered_reindex, FilteredReindexStarted, ReindexOptions, Slices, TaskStatus,
 };
 pub use search_guard::{check_search_guard, SearchGuardReport};
 pub use terms::{load_sensitive_terms, parse_sensitive_terms};

@@ -8,7 +8,6 @@ use crate::names::validate_index_name;
 use elasticsearch::http::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
 
 /// The `.raw` sub-fields (standard analyzer: lower-cased, unstemmed tokens) the sensitive
 /// terms are matched against.
@@ -48,29 +47,24 @@ impl Default for ReindexOptions {
 }
 
 /// The query that keeps only documents without any of `terms` in [`SENSITIVE_FIELDS`].
-/// Terms are trimmed, lower-cased (the `.raw` fields are) and de-duplicated; with no terms
-/// the query matches everything.
+/// Terms are normalised by [`crate::sensitive::normalize_terms`] (trimmed, lower-cased as the
+/// `.raw` fields' tokens are, de-duplicated), the rule [`crate::sensitive::SensitiveTerms`]
+/// shares; with no terms the query matches everything.
 pub fn sensitive_terms_query(terms: &[String]) -> StepResult<Value> {
-    let unique: BTreeSet<String> = terms
-        .iter()
-        .map(|t| t.trim().to_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect();
-    if unique.is_empty() {
+    let terms = crate::sensitive::normalize_terms(terms)?;
+    if terms.is_empty() {
         return Ok(json!({ "match_all": {} }));
     }
-    if unique.len() > MAX_TERMS {
-        return Err(StepError::invalid_input(format!(
-            "the sensitive terms list has {} terms; Elasticsearch accepts at most {MAX_TERMS} in one query",
-            unique.len()
-        )));
-    }
-    let terms: Vec<String> = unique.into_iter().collect();
     let must_not: Vec<Value> = SENSITIVE_FIELDS
         .iter()
         .map(|field| json!({ "terms": { *field: &terms } }))
         .collect();
     Ok(json!({ "bool": { "must_not": must_not } }))
+}
+
+/// The documents [`sensitive_terms_query`] leaves out (none when `terms` is empty).
+pub fn sensitive_documents_query(terms: &[String]) -> StepResult<Value> {
+    Ok(json!({ "bool": { "must_not": [sensitive_terms_query(terms)?] } }))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -362,6 +356,7 @@ fn describe_failure(failure: &Value) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn query_excludes_terms_on_the_raw_fields() {
@@ -382,6 +377,25 @@ mod tests {
         assert_eq!(
             sensitive_terms_query(&["  ".into()]).unwrap(),
             json!({"match_all": {}})
+        );
+    }
+
+    #[test]
+    fn terms_are_lower_cased_as_the_analyzer_lower_cases_tokens() {
+        // Java's simple mapping per character: `İ` → `i` (not `i̇`), `Σ` → `σ` even at the
+        // end of a word: the tokens of "İSTANBUL" and "ΟΔΟΣ" are "istanbul" and "οδοσ".
+        let q = sensitive_terms_query(&["İSTANBUL".into(), "ΟΔΟΣ".into()]).unwrap();
+        assert_eq!(
+            q["bool"]["must_not"][0],
+            json!({"terms": {"tags.name.raw": ["istanbul", "οδοσ"]}})
+        );
+        assert_eq!(
+            sensitive_documents_query(&["x".into()]).unwrap(),
+            json!({"bool": {"must_not": [{"bool": {"must_not": [
+                {"terms": {"tags.name.raw": ["x"]}},
+                {"terms": {"title.raw": ["x"]}},
+                {"terms": {"description.raw": ["x"]}}
+            ]}}]}})
         );
     }
 
