@@ -83,14 +83,12 @@ pub fn summary(values: &[f64]) -> Value {
 
 /// Cores, memory and the load average now (the start of the run).
 pub fn machine() -> Value {
-    let mem_kb: Option<u64> = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        });
+    let mem_kb: Option<u64> = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    });
     let load: Vec<f64> = std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()
@@ -115,19 +113,19 @@ impl Sampler {
     pub fn start(http: &reqwest::Client, es: &str, index: &str) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let (http, stop_flag) = (http.clone(), stop.clone());
-        let url = format!(
-            "{es}/{index}/_stats/indexing?filter_path=_all.primaries.indexing.index_total"
-        );
+        let url =
+            format!("{es}/{index}/_stats/indexing?filter_path=_all.primaries.indexing.index_total");
         let handle = tokio::spawn(async move {
             let started = Instant::now();
             let mut points = Vec::new();
             loop {
-                let total = match http.get(&url).send().await {
-                    Ok(r) => r.json::<Value>().await.ok().and_then(|v| {
-                        v["_all"]["primaries"]["indexing"]["index_total"].as_u64()
-                    }),
-                    Err(_) => None,
-                };
+                let total =
+                    match http.get(&url).send().await {
+                        Ok(r) => r.json::<Value>().await.ok().and_then(|v| {
+                            v["_all"]["primaries"]["indexing"]["index_total"].as_u64()
+                        }),
+                        Err(_) => None,
+                    };
                 if let Some(total) = total {
                     points.push([started.elapsed().as_secs_f64(), total as f64]);
                 }

@@ -135,7 +135,10 @@ pub async fn workers(
     for s in &statuses {
         assert_eq!(s["error"], Value::Null, "worker task failed: {s}");
     }
-    let indexed: u64 = statuses.iter().map(|s| s["indexed"].as_u64().unwrap()).sum();
+    let indexed: u64 = statuses
+        .iter()
+        .map(|s| s["indexed"].as_u64().unwrap())
+        .sum();
     json!({
         "processes": ranges.len(),
         "indexed": indexed,
@@ -257,6 +260,8 @@ pub async fn baseline(
     index: &str,
     range: IdRange,
 ) -> Value {
+    // Reaped by wait4 in `wait_with_usage` (which reads its rusage), not by `Child::wait`.
+    #[allow(clippy::zombie_processes)]
     let mut child = std::process::Command::new(python)
         .arg(script)
         .args(["--pg-url", db_url, "--es-url", es, "--index", index])
