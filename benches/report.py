@@ -129,7 +129,7 @@ def table(r):
     load = " ".join(str(x) for x in r["machine"]["load_average_at_start"])
     best = r["ceiling_at"]
     lines = [
-        f"Run {r['at'][:16]} UTC, `{r['mode']}` ({fmt(r['rows'])} rows → {fmt(r['docs'])} documents), "
+        f"Run {r['at'][:16].replace('T', ' ')} UTC, `{r['mode']}` ({fmt(r['rows'])} rows → {fmt(r['docs'])} documents), "
         f"commit `{r['commit']}`, {r['machine']['cores']} cores, {fmt(r['machine']['memory_mb'])} MB, "
         f"load average at start {load}; Elasticsearch {r['es_version']}. Medians of {r['rounds']} "
         "alternating rounds (min–max).",
