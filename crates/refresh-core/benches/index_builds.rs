@@ -4,7 +4,7 @@
 //! (the copy's primary key is renamed, not built), 3 unique constraints attached, `ANALYZE`.
 //! It checks both leave the same valid indexes.
 //!
-//! Writes `bench-results/index_builds.json` with `index_builds_sequential_s` and
+//! Writes `benches/results/index_builds.json` with `index_builds_sequential_s` and
 //! `index_builds_parallel_s` (medians), for capacity estimates to reuse.
 //!
 //! Run: `TEST_PG_URL=… cargo bench -p refresh-core --bench index_builds`
@@ -180,7 +180,7 @@ async fn main() {
     });
     let text = serde_json::to_string_pretty(&result).unwrap() + "\n";
     println!("{text}");
-    let dir = testkit::workspace_root().join("bench-results");
+    let dir = testkit::workspace_root().join("benches/results");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("index_builds.json"), text).unwrap();
     dbs.drop_all().await;

@@ -51,6 +51,9 @@ pub struct CopyRequest {
     /// Rows to insert at most; ignored in production, which always copies everything.
     pub row_limit: Option<u64>,
     pub tag_filter: TagFilterConfig,
+    /// `false` copies `tags` as the catalog holds them, for the benchmark that measures what
+    /// filtering inside the copy costs (`benches/run`); the pipeline always filters.
+    pub filter_tags: bool,
     pub batch_size: u64,
     /// The call stops starting new batches once this much time has passed.
     pub time_budget: Duration,
@@ -65,6 +68,7 @@ impl CopyRequest {
             environment,
             row_limit,
             tag_filter: TagFilterConfig::default(),
+            filter_tags: true,
             batch_size: DEFAULT_BATCH_SIZE,
             time_budget: DEFAULT_TIME_BUDGET,
             defer_finish: false,
@@ -291,13 +295,13 @@ fn quoted_list(columns: &[String]) -> String {
 
 /// One batch: [`remote_batch_sql`], then the insert into the temp table of its rows that are
 /// not deleted, tags filtered; `$4` the rows the row limit still allows, the tag filter's
-/// parameters from `$5`.
-fn batch_sql(media: MediaType, columns: &[String], first_batch: bool) -> String {
+/// parameters from `$5` (none when `filter_tags` is false).
+fn batch_sql(media: MediaType, columns: &[String], first_batch: bool, filter_tags: bool) -> String {
     let list = quoted_list(columns);
     let select = columns
         .iter()
         .map(|c| {
-            if c == "tags" {
+            if c == "tags" && filter_tags {
                 TagFilterSql::expression("b.\"tags\"", 5)
             } else {
                 format!("b.{}", quote_ident(c))
@@ -365,8 +369,8 @@ async fn copy_call(
                 "the catalog and API tables share no identifier column",
             ));
         }
-        let first_sql = batch_sql(media, &columns, true);
-        let next_sql = batch_sql(media, &columns, false);
+        let first_sql = batch_sql(media, &columns, true, request.filter_tags);
+        let next_sql = batch_sql(media, &columns, false, request.filter_tags);
         let tags = request.tag_filter.sql_params();
         let limit = request.effective_row_limit();
         let batch_size = i64::try_from(request.batch_size).unwrap_or(i64::MAX);
@@ -393,7 +397,9 @@ async fn copy_call(
             let insert_limit: Option<i64> = remaining.map(|r| i64::try_from(r).unwrap_or(i64::MAX));
             let mut params: Vec<&(dyn ToSql + Sync)> =
                 vec![&from, &window.upper, &batch_size, &insert_limit];
-            params.extend(tags.params());
+            if request.filter_tags {
+                params.extend(tags.params());
+            }
             let row = tx
                 .query_one(sql.as_str(), &params)
                 .await
@@ -647,7 +653,7 @@ mod tests {
             "tags".to_string(),
             "url".to_string(),
         ];
-        let sql = batch_sql(MediaType::Audio, &cols, false);
+        let sql = batch_sql(MediaType::Audio, &cols, false, true);
         assert!(sql.contains("\"upstream_audio\".\"audio\""));
         assert!(sql.contains("\"api_deletedaudio\""));
         assert!(
@@ -655,6 +661,15 @@ mod tests {
         );
         assert!(sql.contains("jsonb_array_elements(b.\"tags\")"));
         assert!(sql.contains("\"identifier\" > $1 AND \"identifier\" <= $2"));
-        assert!(batch_sql(MediaType::Audio, &cols, true).contains("\"identifier\" >= $1"));
+        assert!(batch_sql(MediaType::Audio, &cols, true, true).contains("\"identifier\" >= $1"));
+    }
+
+    #[test]
+    fn batch_sql_without_the_filter_copies_tags_and_binds_four_parameters() {
+        let cols = vec!["identifier".to_string(), "tags".to_string()];
+        let sql = batch_sql(MediaType::Image, &cols, false, false);
+        assert!(sql.contains("SELECT b.\"identifier\", b.\"tags\" FROM batch"));
+        assert!(!sql.contains("$5"), "{sql}");
+        assert!(sql.contains("\"api_deletedimage\""));
     }
 }

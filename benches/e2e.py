@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""End to end: the whole local image refresh through LocalStack at 100 000 and 1 000 000
+catalog rows, with each stage's seconds from the execution history (read by the `refresh`
+CLI: `start --follow --json` ends with the run's stages and times).
+
+  benches/e2e.py --out FILE [--rows 100000,1000000]
+
+Writes {"<rows>": {"seconds", "status", "execution", "stages": {stage: seconds}}, ...}, or
+{"skipped": "<why>"} when LocalStack or the deployed stack is not there (nothing is touched
+then). Needs localstack/up and localstack/deploy; standard library, `psql` and the CLI.
+
+It replaces the catalog's image rows: the bundled sample (sample-data/load) copied with
+fresh identifiers up to N rows. At the end the sample goes back into the catalog and live
+(a last refresh with the guards overridden), as the e2e tests expect to find it.
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = Path(os.environ.get("DATA_REFRESH_LOCAL", ROOT / ".local"))
+
+
+def read_env(path):
+    """`export K=V` lines of .local/env / .local/stack.env, for keys not already set."""
+    for line in path.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, value = line[len("export "):].split("=", 1)
+            if " " not in key:
+                os.environ.setdefault(key, value.split()[0] if value else value)
+
+
+def why_skip():
+    for name in ("env", "stack.env"):
+        if (LOCAL / name).is_file():
+            read_env(LOCAL / name)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return "AWS_ENDPOINT_URL is not set: start the stack with localstack/up"
+    try:
+        # No proxy: the stack is on loopback.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        opener.open(f"{endpoint}/_localstack/health", timeout=3).close()
+    except OSError as e:
+        return f"LocalStack is not reachable at {endpoint} ({e}): localstack/up, then localstack/deploy"
+    if not (LOCAL / "stack.env").is_file():
+        return f"no deployed stack ({LOCAL / 'stack.env'} is missing): localstack/deploy"
+    return None
+
+
+def refresh_binary():
+    candidates = [os.environ.get("REFRESH_BIN")]
+    for target in (os.environ.get("CARGO_TARGET_DIR"), Path.home() / ".cache/data-refresh/target", ROOT / "target"):
+        if target:
+            candidates.append(str(Path(target) / "debug" / "refresh"))
+    for c in candidates:
+        if c and os.access(c, os.X_OK):
+            return c
+    subprocess.run(["cargo", "build", "-q", "-p", "refresh-cli"], cwd=ROOT, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+    return str(target / "debug" / "refresh")
+
+
+def psql(sql):
+    return subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", os.environ["CATALOG_DB_URL"],
+                           "-c", sql], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def load_catalog(rows):
+    """The sample, then copies of it (fresh identifier, url and foreign_identifier) up to `rows`."""
+    subprocess.run([str(ROOT / "sample-data/load")], check=True, stdout=subprocess.DEVNULL)
+    base = int(psql("SELECT count(*) FROM image"))
+    if rows > base:
+        columns = psql("SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position) "
+                       "FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'image' "
+                       "AND column_name NOT IN ('identifier', 'url', 'foreign_identifier')")
+        copies = math.ceil((rows - base) / base)
+        psql(f"INSERT INTO image (url, foreign_identifier, {columns}) "
+             f"SELECT url || '#copy-' || n, foreign_identifier || '-copy-' || n, {columns} "
+             f"FROM image CROSS JOIN generate_series(1, {copies}) AS n LIMIT {rows - base}")
+    psql("ANALYZE image")
+    return int(psql("SELECT count(*) FROM image"))
+
+
+def start(refresh, follow_json, row_limit=None):
+    cmd = [refresh, "--interval", "5", "start", "--media", "image", "--environment", "staging",
+           "--override-drop", "--override-search-guard", "--follow", "--timeout", "10800"]
+    if row_limit:
+        cmd += ["--row-limit", str(row_limit)]  # staging copies 100 000 rows unless told
+    if follow_json:
+        cmd.append("--json")
+    return subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE if follow_json else None, text=True)
+
+
+def seconds(a, b):
+    if not a or not b:
+        return None
+    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+
+
+def measure(refresh, rows):
+    catalog_rows = load_catalog(rows)
+    print(f"e2e: {catalog_rows} catalog image rows, refreshing…", file=sys.stderr, flush=True)
+    done = start(refresh, follow_json=True, row_limit=catalog_rows)
+    status = None
+    for line in done.stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == "status":
+            status = event
+    if status is None:
+        return {"error": f"refresh printed no status (exit {done.returncode})"}
+    run = status["run"]
+    return {
+        "catalog_rows": catalog_rows,
+        "execution": run.get("arn"),
+        "status": run.get("status"),
+        "seconds": seconds(run.get("started"), run.get("stopped")) if run.get("status") == "SUCCEEDED" else None,
+        "stages": {s["stage"]: seconds(s.get("started"), s.get("finished")) for s in run.get("stages", [])
+                   if s.get("started")},
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--rows", default="100000,1000000")
+    args = parser.parse_args()
+    skip = why_skip()
+    if skip:
+        print(f"e2e: skipped: {skip}", file=sys.stderr)
+        Path(args.out).write_text(json.dumps({"skipped": skip}) + "\n")
+        return
+    refresh = refresh_binary()
+    result = {}
+    try:
+        for rows in (int(r) for r in args.rows.split(",")):
+            result[str(rows)] = measure(refresh, rows)
+            print(f"e2e: {rows} rows: {result[str(rows)]}", file=sys.stderr, flush=True)
+    finally:
+        print("e2e: putting the sample back (catalog and live index)…", file=sys.stderr, flush=True)
+        load_catalog(0)
+        start(refresh, follow_json=False)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
