@@ -306,6 +306,8 @@ const FILTERED_INDEX: &[&str] = &[
     "Count filtered index health check",
     "Filtered index never became healthy",
     "Notify filtered index done",
+    // The filtered-index machine's notice that its rebuild is admitted.
+    "Notify rebuild started",
 ];
 
 const PROMOTE_ALIASES: &[&str] = &[
@@ -372,6 +374,7 @@ pub const CLOSING: &[&str] = &[
     "Notify report",
     "Output the report",
     "Refresh succeeded",
+    "Notify rebuild done",
     "Filtered index rebuilt",
 ];
 

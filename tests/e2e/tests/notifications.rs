@@ -1,5 +1,7 @@
 //! Stage notifications: a queue subscribed to the stack's topic receives, in order, the
-//! messages of a refresh that succeeds, of one that fails past admission, and of one refused.
+//! messages (JSON, `docs/OPERATIONS.md` "Notifications") of a refresh that succeeds, of one
+//! that fails past admission (naming the state that failed), of one refused, and of a
+//! filtered-index rebuild.
 
 use anyhow::{Context, Result};
 use e2e::{aws_cli_json, exclusive, load_sample_data, Stack};
@@ -24,20 +26,7 @@ fn sqs(args: &[&str]) -> Result<Value> {
 impl Subscription {
     /// A fresh queue subscribed to the stack's notification topic.
     fn create(stack: &Stack) -> Result<Subscription> {
-        let outputs = aws_cli_json(&[
-            "cloudformation",
-            "describe-stacks",
-            "--stack-name",
-            &stack.stack_name,
-        ])?;
-        let topic = outputs["Stacks"][0]["Outputs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|o| o["OutputKey"] == "NotificationTopicArn")
-            .and_then(|o| o["OutputValue"].as_str())
-            .context("no NotificationTopicArn output")?
-            .to_string();
+        let topic = topic_arn(stack)?;
         let name = format!("e2e-notifications-{}", std::process::id());
         let queue_url = sqs(&["create-queue", "--queue-name", &name])?["QueueUrl"]
             .as_str()
@@ -152,34 +141,37 @@ async fn a_queue_on_the_topic_hears_every_stage_in_order() -> Result<()> {
         ],
         "{messages:#?}"
     );
-    let text = |subject: &str| {
+    let json_of = |subject: &str| -> Value {
         messages
             .iter()
             .find(|(s, _)| s.contains(subject))
-            .map(|(_, m)| m.clone())
+            .and_then(|(_, m)| serde_json::from_str(m).ok())
             .unwrap_or_default()
     };
-    let new_index = ok.output["new_index"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(text("started").contains(&new_index), "{}", text("started"));
-    assert!(
-        text("copy done").contains("rows copied"),
-        "{}",
-        text("copy done")
+    let new_index = ok.output["new_index"].clone();
+    let started = json_of("started");
+    assert_eq!(started["event"], "refresh.started", "{started}");
+    assert_eq!(started["new_index"], new_index, "{started}");
+    assert_eq!(started["execution"], json!(ok.arn), "{started}");
+    let copied = json_of("copy done");
+    assert_eq!(copied["event"], "refresh.copy_done", "{copied}");
+    assert!(copied["rows_copied"].as_u64() > Some(0), "{copied}");
+    let reindexed = json_of("reindex done");
+    assert_eq!(reindexed["index"], new_index, "{reindexed}");
+    let promoted = json_of("promoted");
+    assert_eq!(promoted["event"], "refresh.promoted", "{promoted}");
+    assert_eq!(promoted["index"], new_index, "{promoted}");
+    assert_eq!(
+        promoted["documents"], ok.output["total_after"],
+        "{promoted}"
     );
-    assert!(
-        text("promoted").contains(&new_index),
-        "{}",
-        text("promoted")
+    let succeeded = json_of("succeeded");
+    assert_eq!(succeeded["event"], "refresh.succeeded", "{succeeded}");
+    assert_eq!(
+        succeeded["total_after"], ok.output["total_after"],
+        "{succeeded}"
     );
-    let total_after = ok.output["total_after"].to_string();
-    assert!(
-        text("succeeded").contains(&format!("-> {total_after} documents")),
-        "{}",
-        text("succeeded")
-    );
+    assert_eq!(succeeded["delta"], ok.output["delta"], "{succeeded}");
 
     // Past admission and failed: the failure, with what cleanup removed.
     let failed = stack
@@ -200,9 +192,21 @@ async fn a_queue_on_the_topic_hears_every_stage_in_order() -> Result<()> {
         ],
         "{messages:#?}"
     );
-    let failure = &messages[1].1;
+    let failure: Value = serde_json::from_str(&messages[1].1)?;
+    assert_eq!(failure["event"], "refresh.failed", "{failure}");
+    assert_eq!(
+        failure["error"]["Error"].as_str(),
+        failed.error.as_deref(),
+        "{failure}"
+    );
+    // No temp table to reuse: the skip_copy path's first task fails.
+    assert_eq!(
+        failure["failed_state"], "Filter tags on existing temp table",
+        "{failure}"
+    );
+    assert!(failure["cleanup"].is_object(), "{failure}");
     assert!(
-        failure.contains(failed.error.as_deref().unwrap_or("?")) && failure.contains("Cleanup:"),
+        failure["cleanup"].get("dropped_temp_table").is_some(),
         "{failure}"
     );
 
@@ -222,6 +226,59 @@ async fn a_queue_on_the_topic_hears_every_stage_in_order() -> Result<()> {
         ["Data refresh refused"],
         "{messages:#?}"
     );
-    assert!(messages[0].1.contains("media_type"), "{}", messages[0].1);
+    let refusal: Value = serde_json::from_str(&messages[0].1)?;
+    assert_eq!(refusal["event"], "refresh.refused", "{refusal}");
+    assert_eq!(refusal["error"]["Error"], "InvalidInput", "{refusal}");
+    assert_eq!(refusal["input"]["media_type"], "video", "{refusal}");
+
+    // The filtered-index machine publishes to the same topic.
+    let rebuilt = stack
+        .run(
+            &stack.filtered_arn,
+            "e2e-notified-filtered",
+            json!({"media_type": "audio", "environment": "staging"}),
+            RUN_TIMEOUT,
+        )
+        .await?;
+    assert_eq!(
+        rebuilt.status, "SUCCEEDED",
+        "{:?} {:?}",
+        rebuilt.error, rebuilt.cause
+    );
+    let messages = subscription.drain()?;
+    assert_eq!(
+        subjects(&messages),
+        [
+            "audio filtered index rebuild started (staging)",
+            "audio filtered index rebuilt (staging)"
+        ],
+        "{messages:#?}"
+    );
+    let done: Value = serde_json::from_str(&messages[1].1)?;
+    assert_eq!(done["event"], "filtered_index.rebuilt", "{done}");
+    assert!(
+        done["index"]
+            .as_str()
+            .is_some_and(|i| i.ends_with("-filtered")),
+        "{done}"
+    );
+    assert!(done["documents"].as_u64().is_some(), "{done}");
     Ok(())
+}
+
+fn topic_arn(stack: &Stack) -> Result<String> {
+    let outputs = aws_cli_json(&[
+        "cloudformation",
+        "describe-stacks",
+        "--stack-name",
+        &stack.stack_name,
+    ])?;
+    Ok(outputs["Stacks"][0]["Outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| o["OutputKey"] == "NotificationTopicArn")
+        .and_then(|o| o["OutputValue"].as_str())
+        .context("no NotificationTopicArn output")?
+        .to_string())
 }
