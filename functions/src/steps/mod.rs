@@ -106,6 +106,7 @@ steps! {
     delete_indices => DeleteIndices,
     report => Report,
     cleanup => Cleanup,
+    forward_notification => ForwardNotification,
 }
 
 #[cfg(test)]
@@ -114,7 +115,7 @@ mod tests {
 
     #[test]
     fn every_step_is_found_by_its_name() {
-        assert_eq!(Step::ALL.len(), 24);
+        assert_eq!(Step::ALL.len(), 25);
         for step in Step::ALL {
             assert_eq!(Step::from_name(step.name()), Some(*step));
         }

@@ -1,12 +1,17 @@
 //! Stage notifications: a queue subscribed to the stack's topic receives, in order, the
 //! messages (JSON, `docs/OPERATIONS.md` "Notifications") of a refresh that succeeds, of one
-//! that fails past admission (naming the state that failed), of one refused, and of a
-//! filtered-index rebuild.
+//! that fails past admission (naming the state that failed), and of one refused; and the chat
+//! forwarder posts what the topic hears to a webhook listening on 127.0.0.1.
 
 use anyhow::{Context, Result};
+use axum::extract::State;
+use axum::routing::post;
+use axum::Router;
 use e2e::{aws_cli_json, exclusive, load_sample_data, Stack};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -263,6 +268,179 @@ async fn a_queue_on_the_topic_hears_every_stage_in_order() -> Result<()> {
         "{done}"
     );
     assert!(done["documents"].as_u64().is_some(), "{done}");
+    Ok(())
+}
+
+/// The secret of the stack's chat webhook (`localstack/deploy` always creates one locally),
+/// pointed at a listener for the test's life and put back as it was afterwards.
+struct ChatSecret {
+    arn: String,
+    previous: String,
+}
+
+impl ChatSecret {
+    fn point_at(stack: &Stack, url: &str) -> Result<ChatSecret> {
+        let described = aws_cli_json(&[
+            "cloudformation",
+            "describe-stacks",
+            "--stack-name",
+            &stack.stack_name,
+        ])?;
+        let arn = described["Stacks"][0]["Parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["ParameterKey"] == "ChatWebhookSecretArn")
+            .and_then(|p| p["ParameterValue"].as_str())
+            .filter(|arn| !arn.is_empty())
+            .context("the stack has no ChatWebhookSecretArn: deploy it with localstack/deploy")?
+            .to_string();
+        let previous = aws_cli_json(&["secretsmanager", "get-secret-value", "--secret-id", &arn])?
+            ["SecretString"]
+            .as_str()
+            .unwrap_or(r#"{"url": ""}"#)
+            .to_string();
+        let value = json!({ "url": url }).to_string();
+        aws_cli_json(&[
+            "secretsmanager",
+            "put-secret-value",
+            "--secret-id",
+            &arn,
+            "--secret-string",
+            &value,
+        ])?;
+        Ok(ChatSecret { arn, previous })
+    }
+}
+
+impl Drop for ChatSecret {
+    fn drop(&mut self) {
+        let _ = aws_cli_json(&[
+            "secretsmanager",
+            "put-secret-value",
+            "--secret-id",
+            &self.arn,
+            "--secret-string",
+            &self.previous,
+        ]);
+    }
+}
+
+type Received = Arc<Mutex<Vec<Value>>>;
+
+async fn receive(State(received): State<Received>, body: String) -> &'static str {
+    let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    received.lock().await.push(body);
+    "ok"
+}
+
+#[tokio::test]
+async fn the_chat_webhook_gets_each_notification_as_slack_json() -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+
+    // A Slack-compatible incoming webhook on loopback; its path plays the secret token.
+    let token = format!(
+        "e2e{}x{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let received: Received = Arc::default();
+    let app = Router::new()
+        .route(&format!("/services/{token}"), post(receive))
+        .with_state(Arc::clone(&received));
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = socket.local_addr()?;
+    tokio::spawn(async move { axum::serve(socket, app).await });
+    let _secret = ChatSecret::point_at(&stack, &format!("http://{address}/services/{token}"))?;
+
+    let topic = topic_arn(&stack)?;
+    let marker = format!("audio-e2e{}", std::process::id());
+    let promoted = json!({
+        "event": "refresh.promoted", "media_type": "audio", "environment": "staging",
+        "execution": "arn:aws:states:us-east-1:000000000000:execution:x:e2e",
+        "index": marker, "filtered_index": format!("{marker}-filtered"),
+        "documents": 3012, "previous_indices": ["audio-init"]});
+    let failed = json!({
+        "event": "refresh.failed", "media_type": "audio", "environment": "staging",
+        "execution": "arn:aws:states:us-east-1:000000000000:execution:x:e2e",
+        "new_index": marker, "failed_state": "Copy data",
+        "error": {"Error": "TransientDatabaseError", "Cause": format!("{marker}: connection reset")},
+        "cleanup": {"dropped_temp_table": true, "deleted_indices": [marker]}});
+    for (subject, message) in [
+        ("audio promoted (staging)", &promoted),
+        ("audio refresh FAILED (staging)", &failed),
+    ] {
+        aws_cli_json(&[
+            "sns",
+            "publish",
+            "--topic-arn",
+            &topic,
+            "--subject",
+            subject,
+            "--message",
+            &message.to_string(),
+        ])?;
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ours = loop {
+        let ours: Vec<Value> = received
+            .lock()
+            .await
+            .iter()
+            .filter(|body| body.to_string().contains(&marker))
+            .cloned()
+            .collect();
+        if ours.len() >= 2 || Instant::now() > deadline {
+            break ours;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let logs = || {
+        e2e::all_function_logs(&stack.stack_name)
+            .map(|logs| format!("{logs:#?}"))
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        ours.len(),
+        2,
+        "the listener got {ours:#?}; logs: {}",
+        logs()
+    );
+    let texts: Vec<&str> = ours.iter().filter_map(|b| b["text"].as_str()).collect();
+    for body in &ours {
+        assert_eq!(
+            body.as_object().map(|o| o.len()),
+            Some(1),
+            "Slack JSON is {{\"text\": …}}: {body}"
+        );
+    }
+    assert!(
+        texts.contains(&format!(
+            ":white_check_mark: audio refresh promoted (staging) — {marker} → live, 3 012 docs (replaces audio-init)"
+        )
+        .as_str()),
+        "{texts:#?}"
+    );
+    let failure = texts
+        .iter()
+        .find(|t| t.starts_with(":x:"))
+        .context("no failure text")?;
+    assert!(
+        failure.starts_with(
+            ":x: *Copy data* failed: TransientDatabaseError — audio refresh (staging)"
+        ),
+        "{failure}"
+    );
+    assert!(
+        failure.contains("cleanup: dropped the temp table"),
+        "{failure}"
+    );
+
+    // The URL (its path is the credential) is in no function's log.
+    let all = logs();
+    assert!(!all.contains(&token), "the webhook URL is in a log");
     Ok(())
 }
 
