@@ -5,13 +5,15 @@
 //! - [`context`]: configuration and the lookups steps share;
 //! - [`steps`]: the registry of steps and, one file per step, its input/output shapes and
 //!   the few lines that call `refresh_core`;
-//! - [`ec2`], [`sfn`], [`worker_client`]: adapters to EC2, Step Functions and the worker.
+//! - [`ec2`], [`sfn`], [`worker_client`], [`chat`]: adapters to EC2, Step Functions, the
+//!   worker and the chat webhook.
 //!
 //! All domain rules live in `refresh_core`; nothing here decides anything a test of the
 //! library could not see.
 
 #![recursion_limit = "256"]
 
+pub mod chat;
 pub mod context;
 pub mod ec2;
 pub mod runtime;

@@ -30,6 +30,14 @@ impl StepFailure {
         }
     }
 
+    /// A stage notification the chat webhook did not take (forward_notification).
+    pub fn chat_webhook_failed(message: impl Into<String>) -> Self {
+        StepFailure {
+            name: "ChatWebhookFailed",
+            message: message.into(),
+        }
+    }
+
     /// A worker that does not answer or refuses work for now.
     pub fn worker_not_ready(message: impl Into<String>) -> Self {
         StepFailure {

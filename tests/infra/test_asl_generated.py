@@ -71,3 +71,94 @@ def test_shared_fragments_are_used_by_both_machines():
         source = json.loads((STATEMACHINE / "src" / f"{machine}.json").read_text())
         includes = {k.removeprefix("@include ") for k in source["States"] if k.startswith("@include ")}
         assert includes == {"prelude", "filtered-index-build"}, machine
+
+
+# ---------------------------------------------------------------- the failed state's name
+
+FAILURE_ENTRY = {
+    "data-refresh": "Re-enable alarm actions after failure?",
+    "filtered-index": "Delete unpromoted filtered index",
+}
+
+
+def ways_into(states: dict, entry: str):
+    """(state name, the object carrying the transition) for every way into `entry`."""
+    for name, state in states.items():
+        for catch in state.get("Catch", []):
+            if catch["Next"] == entry:
+                yield name, catch
+        if state.get("Next") == entry:
+            yield name, state
+
+
+def test_every_way_into_the_failure_path_names_the_failed_state():
+    """The failure notice reads $failed_state: every Catch and Pass state entering the
+    failure path assigns it its own name (build.py adds it, so a new state cannot forget)."""
+    for machine, entry in FAILURE_ENTRY.items():
+        definition = json.loads((STATEMACHINE / f"{machine}.asl.json").read_text())
+        states = definition["States"]
+        ways = list(ways_into(states, entry))
+        assert len(ways) >= 5, machine
+        for name, carrier in ways:
+            assert carrier.get("Assign", {}).get("failed_state") == name, f"{machine}: {name}"
+        for state in states.values():
+            if state["Type"] == "Choice":
+                targets = [c["Next"] for c in state["Choices"]] + [state.get("Default")]
+                assert entry not in targets, f"{machine}: a Choice enters the failure path unnamed"
+        (notice,) = [
+            s for s in states.values()
+            if s.get("Resource") == "arn:aws:states:::sns:publish"
+            and s["Parameters"]["Message"].get("event", "").endswith(".failed")
+        ]
+        message = notice["Parameters"]["Message"]
+        assert message["failed_state.$"] == "$failed_state"
+        assert message["error.$"] == "$.error" and message["cleanup.$"] == "$.cleanup"
+
+
+def test_the_build_refuses_a_choice_into_the_failure_path(tmp_path):
+    folder = copy_sources(tmp_path)
+    source = folder / "src" / "filtered-index.json"
+    definition = json.loads(source.read_text())
+    definition["States"]["Gate"] = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.x", "BooleanEquals": True, "Next": "Rebuild failed"}],
+        "Default": FAILURE_ENTRY["filtered-index"],
+    }
+    source.write_text(json.dumps(definition, indent=2) + "\n")
+    result = run_build(folder)
+    assert result.returncode == 2
+    assert "Choice 'Gate'" in result.stderr
+
+
+def test_an_explicit_failed_state_is_kept(tmp_path):
+    folder = copy_sources(tmp_path)
+    source = folder / "src" / "filtered-index.json"
+    definition = json.loads(source.read_text())
+    promote = definition["States"]["Promote filtered index alias"]
+    promote["Catch"][0] = {**promote["Catch"][0], "Assign": {"failed_state": "Moving the alias"}}
+    source.write_text(json.dumps(definition, indent=2) + "\n")
+    assert run_build(folder).returncode == 0
+    built = json.loads((folder / "filtered-index.asl.json").read_text())
+    (catch,) = built["States"]["Promote filtered index alias"]["Catch"]
+    assert catch["Assign"] == {"failed_state": "Moving the alias"}
+
+
+def test_notifications_are_json_objects_naming_their_event():
+    """Every notification's Message is an object (Step Functions serialises it) with a fixed
+    `event`: the chat forwarder (refresh_core::notification) formats by it."""
+    events = {}
+    for machine in FAILURE_ENTRY:
+        definition = json.loads((STATEMACHINE / f"{machine}.asl.json").read_text())
+        for name, state in definition["States"].items():
+            if state.get("Resource") != "arn:aws:states:::sns:publish":
+                continue
+            message = state["Parameters"]["Message"]
+            assert isinstance(message, dict), f"{machine}: {name}"
+            events[message["event"]] = machine
+            if not message["event"].endswith(".refused"):
+                assert {"media_type.$", "environment.$", "execution.$"} <= set(message), name
+    assert set(events) == {
+        "refresh.refused", "refresh.started", "refresh.copy_done", "refresh.reindex_done",
+        "refresh.filtered_index_done", "refresh.promoted", "refresh.succeeded", "refresh.failed",
+        "filtered_index.started", "filtered_index.rebuilt", "filtered_index.failed",
+    }

@@ -309,6 +309,12 @@ def test_every_architecture_lambda_has_a_function_and_nothing_else():
     assert {f["Properties"]["CodeUri"] for f in functions} == {"build/lambda/refresh-step/"}
 
 
+# Steps no state machine calls, with what invokes them instead.
+NOT_IN_A_DEFINITION = {
+    "forward_notification": "the notification topic, through ChatForwarderSubscription",
+}
+
+
 def test_adding_a_step_touches_every_place():
     """A step exists in the registry, the architecture table, the template (its function,
     named after the registry's variant) and a definition, or in none of them."""
@@ -324,7 +330,35 @@ def test_adding_a_step_touches_every_place():
         function_id = f"{variant}Function"
         assert function_id in resources, f"step {step}: no {function_id} in the template"
         assert step_of(resources[function_id]) == step, function_id
+        if step in NOT_IN_A_DEFINITION:
+            assert f"{function_id}Arn" not in used, f"step {step} is called by a definition now"
+            continue
         assert f"{function_id}Arn" in used, f"step {step}: no definition calls ${{{function_id}Arn}}"
+
+
+def test_the_chat_forwarder_exists_only_with_a_webhook_secret_and_hears_the_topic():
+    template = load_template()
+    resources = template["Resources"]
+    chat = {n for n, r in resources.items() if r.get("Condition") == "HasChatWebhook"}
+    assert chat == {
+        "ChatForwarderRole", "ForwardNotificationFunction", "ChatForwarderSubscription",
+        "ChatForwarderPermission", "ChatForwarderInvokeConfig",
+    }
+    assert template["Parameters"]["ChatWebhookSecretArn"]["Default"] == ""
+    subscription = resources["ChatForwarderSubscription"]["Properties"]
+    assert subscription == {
+        "TopicArn": {"Ref": "NotificationTopic"},
+        "Protocol": "lambda",
+        "Endpoint": {"Fn::GetAtt": ["ForwardNotificationFunction", "Arn"]},
+    }
+    function = resources["ForwardNotificationFunction"]["Properties"]
+    # The secret's ARN, never its value, is in the environment; the function reads it.
+    assert function["Environment"]["Variables"]["CHAT_WEBHOOK_SECRET_ID"] == {"Ref": "ChatWebhookSecretArn"}
+    role = resources["ChatForwarderRole"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    secrets = [s for s in statements if "secretsmanager:GetSecretValue" in s["Action"]]
+    assert [s["Resource"] for s in secrets] == [{"Ref": "ChatWebhookSecretArn"}]
+    assert resources["ChatForwarderInvokeConfig"]["Properties"]["MaximumRetryAttempts"] <= 1
 
 
 def test_no_iam_action_is_a_wildcard():
@@ -834,7 +868,11 @@ def test_definitions_are_not_edited_by_the_tests():
 
 # Parameters that name one specific resource the operator gives the stack (its bucket, key,
 # AMI): an ARN built from them is as narrow as the deployment allows.
-NAMED_RESOURCE_PARAMETERS = {"WorkerArtifactBucket", "WorkerArtifactKey", "SensitiveTermsBucket", "WorkerAmiId"}
+NAMED_RESOURCE_PARAMETERS = {
+    "WorkerArtifactBucket", "WorkerArtifactKey", "SensitiveTermsBucket", "WorkerAmiId",
+    # The operator's secret of the chat webhook, by its ARN.
+    "ChatWebhookSecretArn",
+}
 # Pseudo parameters that only place an ARN (partition, region, account): they scope nothing.
 PLACING_PSEUDO_PARAMETERS = {"AWS::Partition", "AWS::Region", "AWS::AccountId", "AWS::URLSuffix"}
 EC2_ARN = "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:"
@@ -901,7 +939,7 @@ def _scoped(entry, template: dict) -> bool:
     named-resource parameter, placed before any wildcard."""
     resources = template["Resources"]
     if isinstance(entry, dict) and set(entry) == {"Ref"}:
-        return entry["Ref"] in resources
+        return entry["Ref"] in resources or entry["Ref"] in NAMED_RESOURCE_PARAMETERS
     if isinstance(entry, dict) and set(entry) == {"Fn::GetAtt"}:
         target = entry["Fn::GetAtt"]
         target = target.split(".")[0] if isinstance(target, str) else target[0]

@@ -571,7 +571,11 @@ impl Interpreter {
                 }
             }
             states::CLEAN_UP_FAILED_RUN | states::DELETE_UNPROMOTED_FILTERED => {
-                let summary = if let Some((error, cause)) = error_pair(&output["cleanup_error"]) {
+                // A failed cleanup's error: at `cleanup` since the failure notices read it
+                // there, at `cleanup_error` in older filtered-index runs.
+                let failed =
+                    error_pair(&output["cleanup_error"]).or_else(|| error_pair(&output["cleanup"]));
+                let summary = if let Some((error, cause)) = failed {
                     self.cleanup_failed = true;
                     format!("cleanup failed: {error}: {cause}")
                 } else {

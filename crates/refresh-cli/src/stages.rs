@@ -319,6 +319,8 @@ const FILTERED_INDEX: &[&str] = &[
     "Count filtered index health check",
     "Filtered index never became healthy",
     "Notify filtered index done",
+    // The filtered-index machine's notice that its rebuild is admitted.
+    "Notify rebuild started",
 ];
 
 const PROMOTE_ALIASES: &[&str] = &[
@@ -404,6 +406,7 @@ pub const CLOSING: &[&str] = &[
     "Foreign keys not validated",
     "Output the report",
     "Refresh succeeded",
+    "Notify rebuild done",
     "Filtered index rebuilt",
 ];
 

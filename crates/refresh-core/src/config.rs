@@ -59,6 +59,8 @@ pub mod vars {
     pub const IMAGE_SHARDS: &str = "IMAGE_SHARDS";
     pub const AUDIO_SHARDS: &str = "AUDIO_SHARDS";
     pub const WORKER_PORT: &str = "WORKER_PORT";
+    /// The forward_notification function's secret holding the chat webhook URL.
+    pub const CHAT_WEBHOOK_SECRET_ID: &str = "CHAT_WEBHOOK_SECRET_ID";
 }
 
 pub const DEFAULT_WORKERS_STAGING: u32 = 2;
@@ -238,6 +240,9 @@ pub struct StepConfig {
     /// Raw JSON of the tag filter configuration; absent means the brief's defaults.
     pub tag_filter_config: Option<String>,
     pub worker_port: u16,
+    /// `CHAT_WEBHOOK_SECRET_ID`: the secret holding the chat webhook URL (forward_notification
+    /// only; the URL is read from it on every invocation, never from the environment).
+    pub chat_webhook_secret_id: Option<String>,
 }
 
 impl StepConfig {
@@ -250,6 +255,7 @@ impl StepConfig {
             secret_id_production: non_empty(env, vars::REFRESH_SECRET_ID_PRODUCTION),
             tag_filter_config: non_empty(env, vars::TAG_FILTER_CONFIG),
             worker_port: positive(env, vars::WORKER_PORT, DEFAULT_WORKER_PORT)?,
+            chat_webhook_secret_id: non_empty(env, vars::CHAT_WEBHOOK_SECRET_ID),
         })
     }
 
@@ -370,6 +376,21 @@ mod tests {
 
     fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
         pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn the_chat_webhook_secret_id_is_optional() {
+        let config = StepConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(config.chat_webhook_secret_id, None);
+        let config =
+            StepConfig::from_env(&env(&[(vars::CHAT_WEBHOOK_SECRET_ID, " arn:secret:chat ")]))
+                .unwrap();
+        assert_eq!(
+            config.chat_webhook_secret_id.as_deref(),
+            Some("arn:secret:chat")
+        );
+        let config = StepConfig::from_env(&env(&[(vars::CHAT_WEBHOOK_SECRET_ID, "")])).unwrap();
+        assert_eq!(config.chat_webhook_secret_id, None);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod input;
 pub mod machines;
 pub mod media;
 pub mod names;
+pub mod notification;
 pub mod pg;
 pub mod ranges;
 pub mod report;

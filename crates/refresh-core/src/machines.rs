@@ -68,8 +68,9 @@ impl Machine {
 
 /// States a run passes before it may create anything: input preparation, validation and the
 /// concurrency check with its wait loop, in either machine. A run that entered no other
-/// state was refused.
-pub const ADMISSION_STATES: [&str; 11] = [
+/// state was refused. The filtered-index machine's first notification follows its admission
+/// and creates nothing either: a run stopped there has nothing to clean up.
+pub const ADMISSION_STATES: [&str; 12] = [
     "Prepare input",
     "Add execution context",
     "Validate input",
@@ -81,6 +82,7 @@ pub const ADMISSION_STATES: [&str; 11] = [
     "Notify refused",
     "Refresh refused",
     "Rebuild refused",
+    "Notify rebuild started",
 ];
 
 /// Whether a run entered any state past admission (and so may have created something).

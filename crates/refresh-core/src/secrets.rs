@@ -24,6 +24,30 @@ pub async fn load_secret(aws: &aws_config::SdkConfig, secret_id: &str) -> StepRe
     parse_secret(secret_id, output.secret_string())
 }
 
+/// Reads the string value of any secret (the chat webhook's), kept secret: errors name the
+/// secret id, as [`load_secret`]'s do.
+pub async fn load_secret_string(
+    aws: &aws_config::SdkConfig,
+    secret_id: &str,
+) -> StepResult<secrecy::SecretString> {
+    let client = aws_sdk_secretsmanager::Client::new(aws);
+    let output = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| secret_read_error(secret_id, &e))?;
+    output
+        .secret_string()
+        .map(|value| secrecy::SecretString::from(value.to_string()))
+        .ok_or_else(|| {
+            StepError::new(
+                ErrorKind::Configuration,
+                format!("secret {secret_id} has no string value"),
+            )
+        })
+}
+
 /// Parses a secret's string value (`None`: the secret has only a binary value).
 pub fn parse_secret(secret_id: &str, value: Option<&str>) -> StepResult<Secrets> {
     let value = value.ok_or_else(|| {

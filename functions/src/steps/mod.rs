@@ -105,6 +105,7 @@ steps! {
     delete_indices => DeleteIndices,
     report => Report,
     cleanup => Cleanup,
+    forward_notification => ForwardNotification,
 }
 
 #[cfg(test)]
@@ -113,7 +114,7 @@ mod tests {
 
     #[test]
     fn every_step_is_found_by_its_name() {
-        assert_eq!(Step::ALL.len(), 23);
+        assert_eq!(Step::ALL.len(), 24);
         for step in Step::ALL {
             assert_eq!(Step::from_name(step.name()), Some(*step));
         }
