@@ -28,8 +28,11 @@ SHARED_DIR = SRC / "shared"
 INCLUDE = "@include "
 # Top-level key of a machine source: the first state of its failure path. Every Catch and
 # Pass state that enters it gets `"Assign": {"failed_state": "<its state name>"}`, so the
-# failure notice names the state that failed without each source state repeating it.
+# failure notice names the state that failed without each source state repeating it. A Pass
+# state marked `"@keeps-failed-state": true` relays a failure whose Catch already named it
+# (the Catch's own `Assign`), so it is left as it is.
 FAILURE_ENTRY = "@failure-entry"
+KEEPS_FAILED_STATE = "@keeps-failed-state"
 FAILED_STATE_VARIABLE = "failed_state"
 PLACEHOLDER = re.compile(r"\{\{([a-z_][a-z0-9_]*)\}\}")
 MAX_INCLUDE_DEPTH = 8
@@ -192,6 +195,12 @@ def record_failed_state(states: dict, entry: str, where: str) -> None:
         if any(c.get("Next") == entry for c in catches):
             state["Catch"] = [with_assign(c, name) if c.get("Next") == entry else c for c in catches]
             entered += 1
+        if state.pop(KEEPS_FAILED_STATE, False):
+            if state.get("Type") != "Pass" or state.get("Next") != entry:
+                raise BuildError(f"{where}: {KEEPS_FAILED_STATE} on {name!r}: only a Pass state entering "
+                                 f"{entry!r} relays the failed state")
+            entered += 1
+            continue
         if state.get("Next") == entry:
             if state.get("Type") != "Pass":
                 raise BuildError(f"{where}: state {name!r} ({state.get('Type')}) enters {entry!r} without a "
