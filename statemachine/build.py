@@ -26,14 +26,6 @@ MACHINES = ("data-refresh", "filtered-index", "worker-range")
 POLICIES_FILE = SRC / "retry-policies.json"
 SHARED_DIR = SRC / "shared"
 INCLUDE = "@include "
-# Top-level key of a machine source: the first state of its failure path. Every Catch and
-# Pass state that enters it gets `"Assign": {"failed_state": "<its state name>"}`, so the
-# failure notice names the state that failed without each source state repeating it. A Pass
-# state marked `"@keeps-failed-state": true` relays a failure whose Catch already named it
-# (the Catch's own `Assign`), so it is left as it is.
-FAILURE_ENTRY = "@failure-entry"
-KEEPS_FAILED_STATE = "@keeps-failed-state"
-FAILED_STATE_VARIABLE = "failed_state"
 PLACEHOLDER = re.compile(r"\{\{([a-z_][a-z0-9_]*)\}\}")
 MAX_INCLUDE_DEPTH = 8
 
@@ -154,66 +146,13 @@ class Builder:
     def machine(self, name: str) -> str:
         path = SRC / f"{name}.json"
         source = load(path)
-        failure_entry = source.pop(FAILURE_ENTRY, None)
         definition = self.resolve(source, shown(path), 0)
-        if failure_entry is not None:
-            record_failed_state(definition.get("States", {}), failure_entry, shown(path))
         leftovers = [text for text in strings_and_keys(definition) if text.startswith(INCLUDE) or "{{" in text]
         if leftovers:
             raise BuildError(f"{shown(path)}: unresolved {leftovers[:3]}")
         if definition.get("StartAt") not in definition.get("States", {}):
             raise BuildError(f"{shown(path)}: StartAt {definition.get('StartAt')!r} is not a state")
         return json.dumps(definition, indent=2, ensure_ascii=False) + "\n"
-
-
-def with_assign(value: dict, state_name: str) -> dict:
-    """`value` with the failed state's name assigned just before its "Next" (an Assign
-    already naming the variable is left as written)."""
-    assign = dict(value.get("Assign", {}))
-    if FAILED_STATE_VARIABLE in assign or f"{FAILED_STATE_VARIABLE}.$" in assign:
-        return value
-    assign[FAILED_STATE_VARIABLE] = state_name
-    out = {}
-    for key, item in value.items():
-        if key == "Assign":
-            continue
-        if key == "Next":
-            out["Assign"] = assign
-        out[key] = item
-    return out
-
-
-def record_failed_state(states: dict, entry: str, where: str) -> None:
-    """Names the failed state on every way into the failure path `entry` (top-level states:
-    a Map's inner states cannot leave the Map)."""
-    if not isinstance(entry, str) or entry not in states:
-        raise BuildError(f"{where}: {FAILURE_ENTRY} {entry!r} is not a state")
-    entered = 0
-    for name in list(states):
-        state = states[name]
-        catches = state.get("Catch", [])
-        if any(c.get("Next") == entry for c in catches):
-            state["Catch"] = [with_assign(c, name) if c.get("Next") == entry else c for c in catches]
-            entered += 1
-        if state.pop(KEEPS_FAILED_STATE, False):
-            if state.get("Type") != "Pass" or state.get("Next") != entry:
-                raise BuildError(f"{where}: {KEEPS_FAILED_STATE} on {name!r}: only a Pass state entering "
-                                 f"{entry!r} relays the failed state")
-            entered += 1
-            continue
-        if state.get("Next") == entry:
-            if state.get("Type") != "Pass":
-                raise BuildError(f"{where}: state {name!r} ({state.get('Type')}) enters {entry!r} without a "
-                                 "Catch: only a Catch or a Pass state can name the failed state")
-            states[name] = with_assign(state, name)
-            entered += 1
-        if state.get("Type") == "Choice" and entry in (
-            [c.get("Next") for c in state.get("Choices", [])] + [state.get("Default")]
-        ):
-            raise BuildError(f"{where}: Choice {name!r} enters {entry!r}: go through a Pass state "
-                             "that sets $.error, so the failed state is named")
-    if not entered:
-        raise BuildError(f"{where}: nothing enters {FAILURE_ENTRY} {entry!r}")
 
 
 def strings_and_keys(value):
