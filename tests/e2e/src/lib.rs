@@ -296,6 +296,34 @@ impl Stack {
             .collect())
     }
 
+    /// How many instances the run launched per `refresh:range` tag (range index or SQL job),
+    /// once every one of them is terminated. Terminating takes a moment after the call: the
+    /// last worker (the foreign-key job's) is terminated just before the run ends.
+    pub async fn launches_once_terminated(
+        &self,
+        execution_arn: &str,
+    ) -> Result<BTreeMap<String, usize>> {
+        self.eventually(
+            "every instance of the run terminated",
+            Duration::from_secs(60),
+            || async {
+                Ok(self
+                    .instances(execution_arn)
+                    .await?
+                    .iter()
+                    .all(|i| i.state == "terminated"))
+            },
+        )
+        .await?;
+        let mut launches = BTreeMap::new();
+        for instance in self.instances(execution_arn).await? {
+            *launches
+                .entry(instance.range.unwrap_or_default())
+                .or_default() += 1;
+        }
+        Ok(launches)
+    }
+
     /// The worker token of an environment's secret (as the launch template hands it over).
     pub async fn worker_token(&self, environment: &str) -> Result<String> {
         let secret = self

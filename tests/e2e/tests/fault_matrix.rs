@@ -13,7 +13,6 @@ use e2e::{
     MediaType, Stack,
 };
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
@@ -194,13 +193,7 @@ async fn an_instance_terminated_through_the_ec2_api_mid_range_reruns_its_range()
         "after terminating {} at {:.0}%: {:?} {:?}",
         victim.id, task.progress, done.error, done.cause
     );
-    let mut launches: BTreeMap<String, usize> = BTreeMap::new();
-    for instance in stack.instances(&arn).await? {
-        assert_eq!(instance.state, "terminated", "{instance:?} was left");
-        *launches
-            .entry(instance.range.unwrap_or_default())
-            .or_default() += 1;
-    }
+    let mut launches = stack.launches_once_terminated(&arn).await?;
     assert_eq!(
         launches.remove(&victim.range.clone().unwrap_or_default()),
         Some(2),

@@ -10,7 +10,6 @@ use e2e::{
     load_sample_data, restart_local_services, MediaType, Stack,
 };
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
@@ -45,17 +44,10 @@ async fn a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact()
         victim.range, task.progress, done.error, done.cause
     );
 
-    // One instance per range, and one more for the range whose worker died.
-    let instances = stack.instances(&arn).await?;
-    let mut launches: BTreeMap<String, usize> = BTreeMap::new();
-    for instance in &instances {
-        *launches
-            .entry(instance.range.clone().unwrap_or_default())
-            .or_default() += 1;
-        assert_eq!(instance.state, "terminated", "{instance:?} was left");
-    }
+    // One instance per range and SQL job, and one more for the range whose worker died.
+    let mut launches = stack.launches_once_terminated(&arn).await?;
     let victim_range = victim.range.clone().unwrap_or_default();
-    assert_eq!(launches.remove(&victim_range), Some(2), "{instances:?}");
+    assert_eq!(launches.remove(&victim_range), Some(2), "{launches:?}");
     assert!(!launches.is_empty(), "only one range was planned");
     assert!(
         launches.values().all(|&n| n == 1),
