@@ -250,13 +250,15 @@ impl Stack {
         Ok(client)
     }
 
-    /// Instances tagged with this execution that are not terminated.
+    /// Instances tagged with this execution that nobody has terminated (shutting-down counts
+    /// as terminated: the call was made; the foreign-key job's worker is still shutting down
+    /// when its run has just ended).
     pub async fn live_instances(&self, execution_arn: &str) -> Result<Vec<String>> {
         Ok(self
             .instances(execution_arn)
             .await?
             .into_iter()
-            .filter(|i| i.state != "terminated")
+            .filter(|i| i.state != "terminated" && i.state != "shutting-down")
             .map(|i| i.id)
             .collect())
     }
