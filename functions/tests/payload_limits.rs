@@ -415,9 +415,48 @@ fn largest(slot: &str) -> Value {
             skipped: Some("s".repeat(300)),
         })
         .unwrap(),
+        // A SQL job's worker-range execution: the worker's final status with the job's report.
+        "finish_copy" => sql_job("finish_copy", json!({"audioset_rows": 9_000_000u64, "primary_key_added": true})),
+        "constraints" => {
+            let name = |i: u32| format!("image_a_long_index_name_of_sixty_three_characters_{i:012}");
+            let items: Vec<Value> = (0..64)
+                .map(|i| json!({"action": {"renamed": {"from": name(i)}}, "live_name": name(i), "temp_name": format!("{}_tmp", name(i))}))
+                .collect();
+            sql_job("reapply", json!({"indexes": items.clone(), "constraints": items,
+                                      "dropped": (0..64).map(name).collect::<Vec<_>>(),
+                                      "analyzed": true, "done": true}))
+        }
+        // The job's report, each key with its error (16 referencing keys: the image table has
+        // a handful), or `{failed: true}` when the job failed (its error is at `$.error`).
+        "foreign_keys" => {
+            let keys: Vec<Value> = (0..16)
+                .map(|i| json!({"name": format!("api_imagedecision_media_obj_id_fk_image_identifier_{i:04}"),
+                                "table": "api_imagedecision", "already_valid": false,
+                                "error": "e".repeat(500), "orphans_deleted": 1_000_000u64,
+                                "seconds": 3600.0, "validated": false}))
+                .collect();
+            sql_job("validate_foreign_keys", json!({"failed": 16, "validated": 0,
+                                                    "orphans_deleted": 16_000_000u64,
+                                                    "foreign_keys": keys}))
+        }
         other => panic!("no largest value for $.{other}: add what the slot can hold to this test"),
     };
     value
+}
+
+/// What a SQL-job state keeps of its worker-range execution: `{execution_arn, attempt,
+/// instance_id, result}`, the result being the worker's final status with `report`.
+fn sql_job(job: &str, report: Value) -> Value {
+    json!({
+        "execution_arn": format!("arn:aws:states:us-east-1:123456789012:execution:a-long-stack-name-worker-range:image-0123456789abcdef0123456789abcdef-{job}"),
+        "attempt": 3, "instance_id": "i-0123456789abcdef0",
+        "result": {"task_id": "0123456789abcdef0123456789abcdef", "kind": "sql", "active": false,
+                   "done": true, "job": job, "media_type": "image", "table_name": "temp_import_image",
+                   "parallelism": 16, "statements_total": 400, "statements_done": 400,
+                   "statements_failed": 0, "running": [], "waiting": null,
+                   "elapsed_seconds": 86_400.0, "start_time": "2026-03-02T00:00:00.000Z",
+                   "finish_time": "2026-03-03T00:00:00.000Z", "error": null, "result": report}
+    })
 }
 
 /// The state as `Prepare input` makes it (settings, alarms, counters), with `alarm_names`.

@@ -344,7 +344,6 @@ const FAILURE: &[&str] = &[
     "Worker job failure named?",
     "Name worker job failure",
     "Keep worker job failure as reported",
-    "Fail run with worker job failure",
     states::CLEAN_UP_FAILED_RUN,
     "Refresh failed",
     states::DELETE_UNPROMOTED_FILTERED,
