@@ -59,8 +59,9 @@ export REFRESH_SECRET_ID
 log "starting $BINARY on $BIND_IP:$WORKER_PORT"
 if [ "$LOCAL" = 1 ]; then
   # Emulated instances share the host's /tmp: once the worker runs (its inode lives on while
-  # it does) the download goes, or every launch would leave 60 MB behind.
-  [ -n "$WORKER_BINARY" ] || (sleep 10; rm -rf "$(dirname "$BINARY")") &
+  # it does) the download goes, or every launch would leave 60 MB behind. In a session of its
+  # own: a worker terminated within the 10 s (a short SQL job) must not take the remover along.
+  [ -n "$WORKER_BINARY" ] || setsid sh -c 'sleep 10; rm -rf "$1"' rm-download "$(dirname "$BINARY")" </dev/null >/dev/null 2>&1 &
   # The emulation stops the instance by signalling this process group.
   exec "$BINARY" --bind "$BIND_IP:$WORKER_PORT" --idle-shutdown-secs "$IDLE_SHUTDOWN_SECS"
 fi
