@@ -345,6 +345,7 @@ const FAILURE: &[&str] = &[
     "Name worker job failure",
     "Keep worker job failure as reported",
     states::CLEAN_UP_FAILED_RUN,
+    "Note cleanup failure",
     "Refresh failed",
     states::DELETE_UNPROMOTED_FILTERED,
     "Rebuild failed",

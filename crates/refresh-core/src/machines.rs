@@ -85,6 +85,53 @@ pub const ADMISSION_STATES: [&str; 12] = [
     "Notify rebuild started",
 ];
 
+/// States that run because something failed (both machines' failure paths, the data refresh's
+/// worker-job failure chain included): never the state that failed.
+pub const FAILURE_PATH_STATES: [&str; 12] = [
+    "Worker job failed",
+    "Read worker job failure",
+    "Worker job failure named?",
+    "Name worker job failure",
+    "Keep worker job failure as reported",
+    "Fail run with worker job failure",
+    "Re-enable alarm actions after failure?",
+    "Enable alarm actions after failure",
+    "Clean up failed run",
+    "Note cleanup failure",
+    "Notify failure",
+    "Refresh failed",
+];
+
+/// The reindex Map and the states of its iteration: a failure inside is the Map's.
+pub const REINDEX_MAP_STATE: &str = "Reindex ranges";
+pub const REINDEX_ITERATION_STATES: [&str; 8] = [
+    "Index range on a worker",
+    "Child failure has a cause?",
+    "Child failure is a description?",
+    "Read child failure",
+    "Child failure named?",
+    "Child failure is text?",
+    "Range failed",
+    "Range could not run",
+];
+
+/// The state whose failure sent a data refresh down its failure path, from the names of the
+/// states it entered, newest first: the newest one outside the failure path (the Map for a
+/// state of its iteration). A Task that failed, or the Pass that declared the failure (*New
+/// index never became healthy*, *Aliases not promoted*, …).
+pub fn failed_state<'a>(entered_newest_first: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    entered_newest_first
+        .into_iter()
+        .find(|name| !FAILURE_PATH_STATES.contains(name))
+        .map(|name| {
+            if REINDEX_ITERATION_STATES.contains(&name) {
+                REINDEX_MAP_STATE.to_string()
+            } else {
+                name.to_string()
+            }
+        })
+}
+
 /// Whether a run entered any state past admission (and so may have created something).
 pub fn got_past_admission<'a>(entered_states: impl IntoIterator<Item = &'a str>) -> bool {
     entered_states
@@ -156,6 +203,61 @@ pub fn state_machine_of_execution(execution_arn: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_failed_state_is_the_newest_outside_the_failure_path() {
+        let entered = [
+            "Notify failure",
+            "Clean up failed run",
+            "Re-enable alarm actions after failure?",
+            "Fail run with worker job failure",
+            "Name worker job failure",
+            "Worker job failure named?",
+            "Read worker job failure",
+            "Worker job failed",
+            "Reapply constraints on a worker",
+            "Check search guard",
+        ];
+        assert_eq!(
+            failed_state(entered).as_deref(),
+            Some("Reapply constraints on a worker")
+        );
+        assert_eq!(
+            failed_state(["Clean up failed run", "Range failed", "Read child failure"]).as_deref(),
+            Some(REINDEX_MAP_STATE)
+        );
+        assert_eq!(
+            failed_state(["Clean up failed run", "New index never became healthy"]).as_deref(),
+            Some("New index never became healthy")
+        );
+        assert_eq!(failed_state(["Clean up failed run"]), None);
+    }
+
+    fn definition_states(file: &str) -> (Vec<String>, Vec<String>) {
+        let path = format!("{}/../../statemachine/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let definition: Value = serde_json::from_str(&text).unwrap();
+        let top = definition["States"].as_object().unwrap();
+        let inner = top
+            .values()
+            .filter_map(|s| s["ItemProcessor"]["States"].as_object())
+            .flat_map(|m| m.keys().cloned())
+            .collect();
+        (top.keys().cloned().collect(), inner)
+    }
+
+    #[test]
+    fn the_state_lists_are_the_definitions_names() {
+        let (top, inner) = definition_states("data-refresh.asl.json");
+        for name in FAILURE_PATH_STATES {
+            assert!(
+                top.iter().any(|t| t == name),
+                "{name} is not a data refresh state"
+            );
+        }
+        assert!(top.iter().any(|t| t == REINDEX_MAP_STATE));
+        assert_eq!(inner, REINDEX_ITERATION_STATES);
+    }
     use super::*;
 
     #[test]

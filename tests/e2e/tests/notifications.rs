@@ -204,6 +204,11 @@ async fn a_queue_on_the_topic_hears_every_stage_in_order() -> Result<()> {
         failed.error.as_deref(),
         "{failure}"
     );
+    // No temp table to reuse: the skip_copy path's first task fails.
+    assert_eq!(
+        failure["failed_state"], "Filter tags on existing temp table",
+        "{failure}"
+    );
     assert!(failure["cleanup"].is_object(), "{failure}");
     assert!(
         failure["cleanup"].get("dropped_temp_table").is_some(),
