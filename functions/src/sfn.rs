@@ -160,6 +160,32 @@ pub async fn stop_range_executions(
     Ok(stopped)
 }
 
+/// The state whose failure sent a run (either machine) down its failure path, from the newest
+/// 500 events of its history (`machines::failed_state`). Only a notice reads it:
+/// a history that cannot be read is logged, never a reason to leave the cleanup undone.
+pub async fn failed_state_of(client: &aws_sdk_sfn::Client, execution_arn: &str) -> Option<String> {
+    let page = client
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .include_execution_data(false)
+        .reverse_order(true)
+        .max_results(500)
+        .send()
+        .await;
+    match page {
+        Ok(page) => refresh_core::machines::failed_state(
+            page.events()
+                .iter()
+                .filter_map(|e| e.state_entered_event_details())
+                .map(|d| d.name()),
+        ),
+        Err(error) => {
+            tracing::warn!(execution = %execution_arn, error = %aws_sdk_sfn::error::DisplayErrorContext(&error), "could not read the history for the failed state");
+            None
+        }
+    }
+}
+
 /// A state machine ARN that does not exist or may not be listed is a deployment problem;
 /// anything else (throttling, network) is reported with the SDK's reason.
 fn sfn_error<E, R>(operation: &str, error: &SdkError<E, R>) -> StepError

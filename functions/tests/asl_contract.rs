@@ -19,6 +19,7 @@ use refresh_core::ranges::plan_ranges;
 use refresh_core::report::{BoundedCounts, RefreshReport, SOURCES_BUDGET_BYTES};
 use refresh_functions::steps::check_worker::WorkerHealth;
 use refresh_functions::steps::cleanup::CleanupOutput;
+use refresh_functions::steps::delete_indices::DeleteIndicesOutput;
 use refresh_functions::steps::filter_tags::TagsFiltered;
 use refresh_functions::steps::forward_notification::Forwarded;
 use refresh_functions::steps::start_reindex_task::StartedTask;
@@ -259,9 +260,12 @@ fn output_keys(step: &str) -> BTreeSet<String> {
             index: "image-init".into(),
             previous_indices: vec![],
         }),
-        "delete_indices" => keys(DeletedIndices {
-            deleted: vec![],
-            missing: vec![],
+        "delete_indices" => keys(DeleteIndicesOutput {
+            indices: DeletedIndices {
+                deleted: vec![],
+                missing: vec![],
+            },
+            failed_state: None,
         }),
         "report" => keys(
             RefreshReport::new(

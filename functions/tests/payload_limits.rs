@@ -408,6 +408,7 @@ fn largest(slot: &str) -> Value {
             cancelled_tasks: vec!["oTUltX4IQMOUUVeiohTt8A:123456789".into()],
             kept_indices: vec![],
             skipped: Some("s".repeat(300)),
+            failed_state: Some("Validate foreign keys on a worker".into()),
         })
         .unwrap(),
         // A SQL job's worker-range execution: the worker's final status with the job's report.

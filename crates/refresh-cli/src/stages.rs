@@ -336,21 +336,8 @@ const PROMOTE_ALIASES: &[&str] = &[
     "Promote index alias",
 ];
 
-const FAILURE: &[&str] = &[
-    "Re-enable alarm actions after failure?",
-    "Enable alarm actions after failure",
-    "Worker job failed",
-    "Read worker job failure",
-    "Worker job failure named?",
-    "Name worker job failure",
-    "Keep worker job failure as reported",
-    states::CLEAN_UP_FAILED_RUN,
-    "Note cleanup failure",
-    "Refresh failed",
-    states::DELETE_UNPROMOTED_FILTERED,
-    "Rebuild failed",
-    "Notify failure",
-];
+// The same list cleanup reads the failed state by: one place for it.
+const FAILURE: &[&str] = &refresh_core::machines::FAILURE_PATH_STATES;
 
 const TABLE: &[(Stage, &[&str])] = &[
     (Stage::Admission, ADMISSION),

@@ -87,19 +87,21 @@ pub const ADMISSION_STATES: [&str; 12] = [
 
 /// States that run because something failed (both machines' failure paths, the data refresh's
 /// worker-job failure chain included): never the state that failed.
-pub const FAILURE_PATH_STATES: [&str; 12] = [
+pub const FAILURE_PATH_STATES: [&str; 14] = [
     "Worker job failed",
     "Read worker job failure",
     "Worker job failure named?",
     "Name worker job failure",
     "Keep worker job failure as reported",
-    "Fail run with worker job failure",
     "Re-enable alarm actions after failure?",
     "Enable alarm actions after failure",
     "Clean up failed run",
     "Note cleanup failure",
     "Notify failure",
     "Refresh failed",
+    "Delete unpromoted filtered index",
+    "Note deletion failure",
+    "Rebuild failed",
 ];
 
 /// The reindex Map and the states of its iteration: a failure inside is the Map's.
@@ -115,7 +117,7 @@ pub const REINDEX_ITERATION_STATES: [&str; 8] = [
     "Range could not run",
 ];
 
-/// The state whose failure sent a data refresh down its failure path, from the names of the
+/// The state whose failure sent a run (either machine) down its failure path, from the names of the
 /// states it entered, newest first: the newest one outside the failure path (the Map for a
 /// state of its iteration). A Task that failed, or the Pass that declared the failure (*New
 /// index never became healthy*, *Aliases not promoted*, …).
@@ -203,6 +205,7 @@ pub fn state_machine_of_execution(execution_arn: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn the_failed_state_is_the_newest_outside_the_failure_path() {
@@ -210,7 +213,6 @@ mod tests {
             "Notify failure",
             "Clean up failed run",
             "Re-enable alarm actions after failure?",
-            "Fail run with worker job failure",
             "Name worker job failure",
             "Worker job failure named?",
             "Read worker job failure",
@@ -229,6 +231,15 @@ mod tests {
         assert_eq!(
             failed_state(["Clean up failed run", "New index never became healthy"]).as_deref(),
             Some("New index never became healthy")
+        );
+        assert_eq!(
+            failed_state([
+                "Notify failure",
+                "Delete unpromoted filtered index",
+                "Create filtered index"
+            ])
+            .as_deref(),
+            Some("Create filtered index")
         );
         assert_eq!(failed_state(["Clean up failed run"]), None);
     }
@@ -249,10 +260,11 @@ mod tests {
     #[test]
     fn the_state_lists_are_the_definitions_names() {
         let (top, inner) = definition_states("data-refresh.asl.json");
+        let (filtered, _) = definition_states("filtered-index.asl.json");
         for name in FAILURE_PATH_STATES {
             assert!(
-                top.iter().any(|t| t == name),
-                "{name} is not a data refresh state"
+                top.iter().chain(&filtered).any(|t| t == name),
+                "{name} is not a data refresh or filtered-index state"
             );
         }
         assert!(top.iter().any(|t| t == REINDEX_MAP_STATE));
@@ -262,7 +274,6 @@ mod tests {
         inner.sort_unstable();
         assert_eq!(inner, listed);
     }
-    use super::*;
 
     #[test]
     fn refused_runs_never_got_past_admission() {

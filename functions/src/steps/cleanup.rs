@@ -30,7 +30,7 @@ use refresh_core::error::{ErrorKind, StepError, StepResult};
 use refresh_core::es::{delete_unaliased, SearchClient};
 use refresh_core::input::RefreshParams;
 use refresh_core::machines::{
-    failed_state, got_past_admission, sibling_machine, state_machine_of_execution,
+    got_past_admission, sibling_machine, state_machine_of_execution,
     watched_machines, Machine,
 };
 use serde::{Deserialize, Serialize};
@@ -155,7 +155,8 @@ pub async fn handle(ctx: Arc<Context>, request: CleanupRequest) -> StepResult<Cl
     match request {
         CleanupRequest::Catch(request) => {
             let plan = CleanupPlan::from_params(&request.params, &request.execution_id);
-            let failed_state = failed_state_of(&ctx, &request.execution_id).await;
+            let failed_state =
+                crate::sfn::failed_state_of(&aws_sdk_sfn::Client::new(&ctx.aws), &request.execution_id).await;
             let mut output = execute(&ctx, &plan, true).await?;
             output.failed_state = failed_state;
             Ok(output)
@@ -234,32 +235,6 @@ async fn cleanup_after_range_event(
         ),
         ..CleanupOutput::default()
     })
-}
-
-/// The failed state from the newest events of the run's history. Only a notice reads it:
-/// a history that cannot be read is logged, never a reason to leave the cleanup undone.
-async fn failed_state_of(ctx: &Context, execution_arn: &str) -> Option<String> {
-    let sfn = aws_sdk_sfn::Client::new(&ctx.aws);
-    let page = sfn
-        .get_execution_history()
-        .execution_arn(execution_arn)
-        .include_execution_data(false)
-        .reverse_order(true)
-        .max_results(500)
-        .send()
-        .await;
-    match page {
-        Ok(page) => failed_state(
-            page.events()
-                .iter()
-                .filter_map(|e| e.state_entered_event_details())
-                .map(|d| d.name()),
-        ),
-        Err(error) => {
-            tracing::warn!(execution = %execution_arn, error = %aws_sdk_sfn::error::DisplayErrorContext(&error), "could not read the history for the failed state");
-            None
-        }
-    }
 }
 
 async fn execution_got_past_admission(

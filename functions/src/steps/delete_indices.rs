@@ -8,17 +8,29 @@ use refresh_core::error::{StepError, StepResult};
 use refresh_core::es::DeletedIndices;
 use refresh_core::input::RefreshParams;
 use refresh_core::names::{check_media_index, media_of_index};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 
-/// `{indices: [...], params?}`.
+/// `{indices: [...], params?, failed_execution?}`. The filtered-index machine's failure path
+/// passes its own execution as `failed_execution`, and the output then names the state that
+/// failed (read from its history) for the failure notice.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteIndicesInput {
     pub indices: Vec<String>,
     #[serde(default, deserialize_with = "optional_checked_params")]
     pub params: Option<RefreshParams>,
+    #[serde(default)]
+    pub failed_execution: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeleteIndicesOutput {
+    #[serde(flatten)]
+    pub indices: DeletedIndices,
+    /// Always present (null when not asked for or not found): the notice reads the path.
+    pub failed_state: Option<String>,
 }
 
 impl DeleteIndicesInput {
@@ -42,9 +54,21 @@ pub fn parse(payload: Value) -> StepResult<DeleteIndicesInput> {
     Ok(input)
 }
 
-pub async fn handle(ctx: Arc<Context>, input: DeleteIndicesInput) -> StepResult<DeletedIndices> {
+pub async fn handle(
+    ctx: Arc<Context>,
+    input: DeleteIndicesInput,
+) -> StepResult<DeleteIndicesOutput> {
+    let failed_state = match &input.failed_execution {
+        Some(execution) => {
+            crate::sfn::failed_state_of(&aws_sdk_sfn::Client::new(&ctx.aws), execution).await
+        }
+        None => None,
+    };
     let client = ctx.search(environment_of(&input.params)).await?;
     let deleted = refresh_core::es::delete_indices(&client, &input.indices).await?;
-    tracing::info!(deleted = ?deleted.deleted, missing = ?deleted.missing, "old indices deleted");
-    Ok(deleted)
+    tracing::info!(deleted = ?deleted.deleted, missing = ?deleted.missing, "indices deleted");
+    Ok(DeleteIndicesOutput {
+        indices: deleted,
+        failed_state,
+    })
 }

@@ -268,6 +268,63 @@ async fn a_queue_on_the_topic_hears_every_stage_in_order() -> Result<()> {
         "{done}"
     );
     assert!(done["documents"].as_u64().is_some(), "{done}");
+
+    // A rebuild Elasticsearch refuses to create an index for (no room for one more shard;
+    // 7.9 has no create-index block): its notice names the state.
+    let aliases_before = stack.alias_targets("audio-filtered").await?;
+    let (_, stats) = stack
+        .es(reqwest::Method::GET, "_cluster/stats", None)
+        .await?;
+    let open_shards = stats["indices"]["shards"]["total"]
+        .as_u64()
+        .context("no shard count")?;
+    let full = stack
+        .es(
+            reqwest::Method::PUT,
+            "_cluster/settings",
+            Some(json!({"transient": {"cluster.max_shards_per_node": open_shards}})),
+        )
+        .await?;
+    assert_eq!(full.0, 200, "{full:?}");
+    let refused_index = stack
+        .run(
+            &stack.filtered_arn,
+            "e2e-notified-filtered-failure",
+            json!({"media_type": "audio", "environment": "staging"}),
+            RUN_TIMEOUT,
+        )
+        .await;
+    let room = stack
+        .es(
+            reqwest::Method::PUT,
+            "_cluster/settings",
+            Some(json!({"transient": {"cluster.max_shards_per_node": null}})),
+        )
+        .await?;
+    assert_eq!(room.0, 200, "{room:?}");
+    let refused_index = refused_index?;
+    assert_eq!(refused_index.status, "FAILED");
+    let messages = subscription.drain()?;
+    assert_eq!(
+        subjects(&messages),
+        [
+            "audio filtered index rebuild started (staging)",
+            "audio filtered index rebuild FAILED (staging)"
+        ],
+        "{messages:#?}"
+    );
+    let failure: Value = serde_json::from_str(&messages[1].1)?;
+    assert_eq!(failure["event"], "filtered_index.failed", "{failure}");
+    assert_eq!(
+        failure["failed_state"], "Create filtered index",
+        "{failure}"
+    );
+    assert_eq!(
+        failure["error"]["Error"].as_str(),
+        refused_index.error.as_deref(),
+        "{failure}"
+    );
+    assert_eq!(stack.alias_targets("audio-filtered").await?, aliases_before);
     Ok(())
 }
 
