@@ -660,6 +660,44 @@ pub fn kill_hard(pid: u32) -> Result<()> {
     Ok(())
 }
 
+/// Sends `signal` (`STOP`, `CONT`, …) to `pid`; a process already gone is not an error.
+pub fn signal(pid: u32, signal: &str) -> Result<()> {
+    let output = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .output()?;
+    if !output.status.success() && std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        bail!(
+            "kill -{signal} {pid} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The processes the local Lambda host runs for one step's function (`REFRESH_STEP` in
+/// their environment), warm or busy.
+pub fn lambda_processes(step: &str) -> Result<Vec<u32>> {
+    let wanted = format!("REFRESH_STEP={step}");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
+}
+
 pub fn local_dir() -> PathBuf {
     std::env::var_os("DATA_REFRESH_LOCAL")
         .map(PathBuf::from)

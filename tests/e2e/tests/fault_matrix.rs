@@ -1,18 +1,20 @@
 //! More of the fault matrix, in the real engine (the first faults are in `faults.rs`):
 //! PostgreSQL connections killed during the copy and during *Promote table*, a worker's
-//! instance terminated through the EC2 API mid-range (as a spot interruption would), and
-//! Elasticsearch lost during the main reindex.
+//! instance terminated through the EC2 API mid-range (as a spot interruption would),
+//! Elasticsearch lost during the main reindex, workers that never answer their health check,
+//! and a short step's Lambda that times out.
 //!
 //! A fault the run survives must end with the exact document count; one it cannot must leave
 //! the live table byte for byte as it was (rows and a checksum of `(id, identifier)`), both
 //! aliases on the same indices, and no instance, temp table or new index.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use e2e::{
-    eligible_rows, exclusive, kill_elasticsearch, load_sample_data, restart_local_services,
-    MediaType, Stack,
+    eligible_rows, exclusive, find_worker_process, kill_elasticsearch, lambda_processes,
+    load_sample_data, restart_local_services, signal, MediaType, Stack,
 };
 use serde_json::json;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
@@ -261,4 +263,183 @@ async fn elasticsearch_lost_during_the_main_reindex_fails_the_run_and_changes_no
     assert_eq!(stack.live_state(MediaType::Image).await?, live_before);
     assert!(stack.live_instances(&arn).await?.is_empty());
     Ok(())
+}
+
+/// The worker-range executions a data refresh run started (their input names it).
+async fn child_executions(stack: &Stack, arn: &str) -> Result<Vec<String>> {
+    let worker_range = stack.refresh_arn.replace("-data-refresh", "-worker-range");
+    let mut children = Vec::new();
+    let mut pages = stack
+        .sfn
+        .list_executions()
+        .state_machine_arn(&worker_range)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for execution in page?.executions() {
+            let described = stack
+                .sfn
+                .describe_execution()
+                .execution_arn(execution.execution_arn())
+                .send()
+                .await?;
+            let input: serde_json::Value =
+                serde_json::from_str(described.input().unwrap_or("null"))?;
+            if input["root_execution_id"] == arn {
+                children.push(execution.execution_arn().to_string());
+            }
+        }
+    }
+    Ok(children)
+}
+
+#[tokio::test]
+async fn workers_that_never_answer_fail_their_range_after_every_attempt_and_change_nothing(
+) -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    let live_before = stack.live_state(MediaType::Audio).await?;
+    let indices_before = stack.media_indices(MediaType::Audio).await?;
+    let arn = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-worker-never-answers",
+            json!({"media_type": "audio", "environment": "staging"}),
+        )
+        .await?;
+    // Each reindex worker is frozen (SIGSTOP) as soon as its process shows: its port takes
+    // connections but nothing answers, as with a hung boot. The SQL jobs' workers run.
+    let mut frozen = BTreeSet::new();
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let outcome = async {
+        while stack.status(&arn).await? == "RUNNING" {
+            if Instant::now() > deadline {
+                bail!("the run did not end within {RUN_TIMEOUT:?}");
+            }
+            for instance in stack.instances(&arn).await? {
+                let is_range = instance
+                    .range
+                    .as_deref()
+                    .is_some_and(|r| r.parse::<u32>().is_ok());
+                let (Some(ip), true) = (&instance.ip, is_range) else {
+                    continue;
+                };
+                if instance.state == "terminated" || instance.state == "shutting-down" {
+                    continue;
+                }
+                if let Some(worker) = find_worker_process(ip)? {
+                    if frozen.insert(worker.pid) {
+                        signal(worker.pid, "STOP")?;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stack.wait(&arn, RUN_TIMEOUT).await
+    }
+    .await;
+    for pid in &frozen {
+        signal(*pid, "CONT")?;
+    }
+    let done = outcome?;
+    assert_eq!(done.status, "FAILED");
+    // The last attempt of a range ended at the health-check limit.
+    assert_eq!(
+        done.error.as_deref(),
+        Some("WorkerNotReady"),
+        "{:?}",
+        done.cause
+    );
+    let launches = stack.launches_once_terminated(&arn).await?;
+    let range_launches: Vec<usize> = launches
+        .iter()
+        .filter(|(tag, _)| tag.parse::<u32>().is_ok())
+        .map(|(_, n)| *n)
+        .collect();
+    assert!(
+        range_launches.contains(&3),
+        "a range tried on 3 fresh workers (RangeMaxAttempts): {launches:?}"
+    );
+    assert!(frozen.len() >= 3, "{frozen:?}");
+    stack
+        .eventually(
+            "new indices and temp table removed",
+            Duration::from_secs(240),
+            || async {
+                Ok(
+                    stack.media_indices(MediaType::Audio).await? == indices_before
+                        && !stack.temp_table_exists(MediaType::Audio).await?,
+                )
+            },
+        )
+        .await?;
+    assert_eq!(stack.live_state(MediaType::Audio).await?, live_before);
+    assert!(stack.live_instances(&arn).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_short_steps_lambda_that_times_out_is_retried_and_the_run_succeeds() -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    stack
+        .multiply_catalog(MediaType::Image, LONG_RUN_COPIES)
+        .await?;
+    let arn = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-lambda-timeout",
+            json!({"media_type": "image", "environment": "staging",
+                   "override_record_drop": true, "override_search_guard": true}),
+        )
+        .await?;
+    // Mid-reindex, every process of the progress poll's function is frozen: the next poll
+    // hangs until the Lambda host's timeout kills it (Sandbox.Timedout).
+    stack
+        .worker_in_progress(&arn, "staging", 1.0..60.0, Duration::from_secs(300))
+        .await?;
+    let frozen = lambda_processes("get_reindex_task")?;
+    assert!(!frozen.is_empty(), "no warm get_reindex_task process");
+    for pid in &frozen {
+        signal(*pid, "STOP")?;
+    }
+    let done = stack.wait(&arn, RUN_TIMEOUT).await;
+    for pid in &frozen {
+        signal(*pid, "CONT")?;
+    }
+    let done = done?;
+    assert_eq!(
+        done.status, "SUCCEEDED",
+        "{:?} {:?}",
+        done.error, done.cause
+    );
+    let mut timed_out = 0;
+    for child in child_executions(&stack, &arn).await? {
+        let history = e2e::execution_history_with_data(&child)?;
+        timed_out += history
+            .iter()
+            .filter(|event| {
+                event["lambdaFunctionFailedEventDetails"]["error"] == "Sandbox.Timedout"
+                    || event["taskFailedEventDetails"]["error"] == "Sandbox.Timedout"
+            })
+            .count();
+    }
+    assert!(
+        timed_out >= 1,
+        "no poll timed out: the fault was not injected"
+    );
+    // A retried poll, not a retried range: one worker per range.
+    let launches = stack.launches_once_terminated(&arn).await?;
+    assert!(launches.values().all(|&n| n == 1), "{launches:?}");
+    let db = stack.api_db().await?;
+    assert_eq!(
+        stack.count("image", json!({"match_all": {}})).await?,
+        eligible_rows(&db, MediaType::Image).await?
+    );
+    stack
+        .back_to_sample(MediaType::Image)
+        .await
+        .context("back to the sample")
 }
