@@ -2,7 +2,7 @@
 //! PostgreSQL connections killed during the copy and during *Promote table*, a worker's
 //! instance terminated through the EC2 API mid-range (as a spot interruption would),
 //! Elasticsearch lost during the main reindex, workers that never answer their health check,
-//! and a short step's Lambda that times out.
+//! a short step's Lambda that times out, and the execution timing out.
 //!
 //! A fault the run survives must end with the exact document count; one it cannot must leave
 //! the live table byte for byte as it was (rows and a checksum of `(id, identifier)`), both
@@ -442,4 +442,110 @@ async fn a_short_steps_lambda_that_times_out_is_retried_and_the_run_succeeds() -
         .back_to_sample(MediaType::Image)
         .await
         .context("back to the sample")
+}
+
+/// The deployed data refresh machine with a lower execution timeout for the guard's life.
+/// The template fixes the machine's `TimeoutSeconds` (48 h; Step Functions takes no
+/// substitution there), so the test lowers it on the deployed definition and puts the
+/// original back when dropped, even when the test fails.
+struct LoweredExecutionTimeout {
+    state_machine_arn: String,
+    original_definition: String,
+}
+
+impl LoweredExecutionTimeout {
+    fn apply(state_machine_arn: &str, seconds: u64) -> Result<Self> {
+        let described = e2e::aws_cli_json(&[
+            "stepfunctions",
+            "describe-state-machine",
+            "--state-machine-arn",
+            state_machine_arn,
+        ])?;
+        let original_definition = described["definition"]
+            .as_str()
+            .context("no definition")?
+            .to_string();
+        let mut lowered: serde_json::Value = serde_json::from_str(&original_definition)?;
+        lowered["TimeoutSeconds"] = json!(seconds);
+        let guard = LoweredExecutionTimeout {
+            state_machine_arn: state_machine_arn.to_string(),
+            original_definition,
+        };
+        guard.update(&lowered.to_string())?;
+        Ok(guard)
+    }
+
+    fn update(&self, definition: &str) -> Result<()> {
+        e2e::aws_cli_json(&[
+            "stepfunctions",
+            "update-state-machine",
+            "--state-machine-arn",
+            &self.state_machine_arn,
+            "--definition",
+            definition,
+        ])?;
+        Ok(())
+    }
+}
+
+impl Drop for LoweredExecutionTimeout {
+    fn drop(&mut self) {
+        if let Err(error) = self.update(&self.original_definition) {
+            eprintln!("could not restore the data refresh definition: {error:#}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_execution_that_times_out_mid_run_is_cleaned_up_and_changes_nothing() -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    stack
+        .multiply_catalog(MediaType::Image, LONG_RUN_COPIES)
+        .await?;
+    let live_before = stack.live_state(MediaType::Image).await?;
+    let indices_before = stack.media_indices(MediaType::Image).await?;
+    let arn = {
+        let _lowered = LoweredExecutionTimeout::apply(&stack.refresh_arn, 25)?;
+        stack
+            .start(
+                &stack.refresh_arn,
+                "e2e-execution-timeout",
+                json!({"media_type": "image", "environment": "staging"}),
+            )
+            .await?
+    };
+    let done = stack.wait(&arn, RUN_TIMEOUT).await?;
+    assert_eq!(
+        done.status, "TIMED_OUT",
+        "{:?} {:?}",
+        done.error, done.cause
+    );
+    let entered = stack.state_names(&arn).await?;
+    // Past the copy (a temp table and workers to clean up), before any promotion.
+    assert!(
+        entered.iter().any(|s| s == "Copy data") && !entered.iter().any(|s| s == "Promote table"),
+        "the timeout must hit mid-run: {entered:?}"
+    );
+    // Nothing in the run caught it: the status change rule's cleanup stops the ranges and
+    // terminates their workers, then drops the temp table and the new indices.
+    stack
+        .eventually(
+            "ranges stopped, workers gone, temp table and new indices removed",
+            Duration::from_secs(300),
+            || async {
+                let mut ranges_running = false;
+                for child in child_executions(&stack, &arn).await? {
+                    ranges_running |= stack.status(&child).await? == "RUNNING";
+                }
+                Ok(!ranges_running
+                    && stack.live_instances(&arn).await?.is_empty()
+                    && stack.media_indices(MediaType::Image).await? == indices_before
+                    && !stack.temp_table_exists(MediaType::Image).await?)
+            },
+        )
+        .await?;
+    assert_eq!(stack.live_state(MediaType::Image).await?, live_before);
+    stack.back_to_sample(MediaType::Image).await
 }
