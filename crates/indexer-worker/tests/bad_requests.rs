@@ -120,30 +120,7 @@ async fn malformed_task_bodies_are_refused_by_name_and_start_nothing() {
         ("target_index missing from the cluster", with("target_index", json!(format!("{}nope", fixture.index))), "target_index"),
     ];
 
-    let mut failures = Vec::new();
-    for (what, body, field) in &cases {
-        let (status, text) = if body.len() > OVERSIZED {
-            post_while_reading(&worker.base, body).await
-        } else {
-            let r = worker
-                .authed(http.post(format!("{}/task", worker.base)))
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        };
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string));
-        match message {
-            Some(m) if (400..500).contains(&status) && m.contains(field) => {}
-            _ => failures.push(format!(
-                "{what}: {status} {text:.300} (expected a 4xx {{message}} naming {field})"
-            )),
-        }
-    }
+    let (failures, outcomes) = post_each(&fixture, &worker, &cases).await;
     assert!(
         failures.is_empty(),
         "{} of {} bodies not refused as expected:\n{}",
@@ -153,8 +130,34 @@ async fn malformed_task_bodies_are_refused_by_name_and_start_nothing() {
     );
 
     let list = worker.tasks().await;
+    let documents = fixture.doc_count().await;
+    let indices = own_indices(&fixture).await;
+    let live_count: Value = http
+        .get(format!("{es}/{live_index}/_count"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    record(
+        &outcomes,
+        &[
+            ("a task was created", list != json!([])),
+            ("documents were written", documents != 0),
+            (
+                "an index appeared",
+                indices != vec![fixture.index.clone(), live_index.clone()],
+            ),
+            (
+                "the live index was written",
+                live_count["count"] != json!(0),
+            ),
+        ],
+        "bad_requests::malformed_task_bodies_are_refused_by_name_and_start_nothing",
+    );
     assert_eq!(list, json!([]), "a task was created");
-    assert_eq!(fixture.doc_count().await, 0, "a document was written");
+    assert_eq!(documents, 0, "a document was written");
     assert_eq!(
         own_indices(&fixture).await,
         vec![fixture.index.clone(), live_index.clone()],
@@ -284,27 +287,7 @@ async fn malformed_sql_task_bodies_are_refused_by_name_and_start_nothing() {
             "body",
         ),
     ];
-    let mut failures = Vec::new();
-    for (what, body, field) in &cases {
-        let r = worker
-            .authed(fixture.http.post(format!("{}/task", worker.base)))
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string));
-        match message {
-            Some(m) if (400..500).contains(&status) && m.contains(field) => {}
-            _ => failures.push(format!(
-                "{what}: {status} {text:.300} (expected a 4xx {{message}} naming {field})"
-            )),
-        }
-    }
+    let (failures, outcomes) = post_each(&fixture, &worker, &cases).await;
     assert!(
         failures.is_empty(),
         "{} of {} bodies not refused as expected:\n{}",
@@ -312,9 +295,72 @@ async fn malformed_sql_task_bodies_are_refused_by_name_and_start_nothing() {
         cases.len(),
         failures.join("\n")
     );
-    assert_eq!(worker.tasks().await, json!([]), "a task was created");
+    let list = worker.tasks().await;
+    record(
+        &outcomes,
+        &[("a task was created", list != json!([]))],
+        "bad_requests::malformed_sql_task_bodies_are_refused_by_name_and_start_nothing",
+    );
+    assert_eq!(list, json!([]), "a task was created");
     worker.stop().await;
     fixture.cleanup().await;
+}
+
+/// Posts each case and returns what was not refused as expected (a 4xx `{message}` naming
+/// the field), and each case's outcome for the reliability table.
+async fn post_each(
+    fixture: &Fixture,
+    worker: &Worker,
+    cases: &[(&str, Vec<u8>, &str)],
+) -> (Vec<String>, Vec<(String, String)>) {
+    let mut failures = Vec::new();
+    let mut outcomes = Vec::new();
+    for (what, body, field) in cases {
+        let (status, text) = if body.len() > OVERSIZED {
+            post_while_reading(&worker.base, body).await
+        } else {
+            let r = worker
+                .authed(fixture.http.post(format!("{}/task", worker.base)))
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        };
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string));
+        let named = message.as_deref().is_some_and(|m| m.contains(field));
+        outcomes.push((
+            what.to_string(),
+            if named {
+                format!("{status} {{message}} naming {field}")
+            } else {
+                format!("{status} without a {{message}} naming {field}")
+            },
+        ));
+        if !((400..500).contains(&status) && named) {
+            failures.push(format!(
+                "{what}: {status} {text:.300} (expected a 4xx {{message}} naming {field})"
+            ));
+        }
+    }
+    (failures, outcomes)
+}
+
+fn record(outcomes: &[(String, String)], problems: &[(&str, bool)], test: &str) {
+    let lost = testkit::reliability::lost_on_failure(problems);
+    for (what, outcome) in outcomes {
+        testkit::reliability::Trial {
+            kind: "worker request",
+            fault: what.clone(),
+            outcome: outcome.clone(),
+            lost: lost.clone(),
+            test: test.to_string(),
+        }
+        .record();
+    }
 }
 
 /// Indices whose name starts with the fixture's index name (which is unique to this test).

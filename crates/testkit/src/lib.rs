@@ -282,6 +282,7 @@ pub async fn apply_schema(client: &Client, side: Side) -> Result<(), String> {
     Ok(())
 }
 
+pub mod reliability;
 mod rows;
 pub use rows::{
     identifier_sql, insert_audio_rows, insert_image_rows, mark_deleted, mark_mature, table_columns,

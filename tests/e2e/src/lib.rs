@@ -227,6 +227,64 @@ impl Stack {
         Ok(status == 200)
     }
 
+    /// The worker-range executions a data refresh run started (their input names it).
+    pub async fn child_executions(&self, arn: &str) -> Result<Vec<String>> {
+        let worker_range = self.refresh_arn.replace("-data-refresh", "-worker-range");
+        let mut children = Vec::new();
+        let mut pages = self
+            .sfn
+            .list_executions()
+            .state_machine_arn(&worker_range)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            for execution in page?.executions() {
+                let described = self
+                    .sfn
+                    .describe_execution()
+                    .execution_arn(execution.execution_arn())
+                    .send()
+                    .await?;
+                let input: serde_json::Value =
+                    serde_json::from_str(described.input().unwrap_or("null"))?;
+                if input["root_execution_id"] == arn {
+                    children.push(execution.execution_arn().to_string());
+                }
+            }
+        }
+        Ok(children)
+    }
+
+    /// Every document's `identifier` in an index or alias (a sample's size: one page).
+    pub async fn identifiers(&self, index: &str) -> Result<BTreeSet<String>> {
+        self.es(reqwest::Method::POST, &format!("{index}/_refresh"), None)
+            .await?;
+        let (status, body) = self
+            .es(
+                reqwest::Method::POST,
+                &format!("{index}/_search"),
+                Some(json!({"size": 10_000, "_source": ["identifier"], "track_total_hits": true})),
+            )
+            .await?;
+        anyhow::ensure!(status == 200, "searching {index}: {status} {body}");
+        let total = body["hits"]["total"]["value"].as_u64().unwrap_or(0);
+        anyhow::ensure!(
+            total <= 10_000,
+            "{index} has {total} documents: more than one page"
+        );
+        body["hits"]["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|hit| {
+                hit["_source"]["identifier"]
+                    .as_str()
+                    .map(str::to_string)
+                    .with_context(|| format!("a document of {index} without identifier: {hit}"))
+            })
+            .collect()
+    }
+
     pub async fn count(&self, index: &str, query: Value) -> Result<u64> {
         self.es(reqwest::Method::POST, &format!("{index}/_refresh"), None)
             .await?;
@@ -569,6 +627,53 @@ pub struct LiveState {
     pub table_shape: BTreeSet<(String, String)>,
 }
 
+pub use testkit::reliability::{lost_documents, Trial};
+
+/// Records one row of `RELIABILITY.md` (see `testkit::reliability`).
+pub fn record(kind: &'static str, fault: &str, outcome: &str, lost: String, test: &str) {
+    Trial {
+        kind,
+        fault: fault.to_string(),
+        outcome: outcome.to_string(),
+        lost,
+        test: test.to_string(),
+    }
+    .record();
+}
+
+impl Stack {
+    /// What a failed or refused run changed or left behind, against the state before it:
+    /// "nothing", or each problem seen.
+    pub async fn left_by_failure(
+        &self,
+        media: MediaType,
+        execution_arn: &str,
+        live_before: &LiveState,
+        indices_before: &BTreeSet<String>,
+    ) -> Result<String> {
+        let live_changed = self.live_state(media).await? != *live_before;
+        let instances_left = !self.live_instances(execution_arn).await?.is_empty();
+        let temp_table_left = self.temp_table_exists(media).await?;
+        let indices_changed = self.media_indices(media).await? != *indices_before;
+        Ok(testkit::reliability::lost_on_failure(&[
+            ("live table or aliases changed", live_changed),
+            ("instances left running", instances_left),
+            ("temp table left", temp_table_left),
+            ("indices created or deleted", indices_changed),
+        ]))
+    }
+}
+
+/// Whether the CloudWatch alarm the local deploy creates for the stack's `AlarmNames`
+/// (`LOCAL_ALARM_NAME` in `.local/stack.env`) has its actions enabled.
+pub fn alarm_actions_enabled() -> Result<bool> {
+    let name = required_env("LOCAL_ALARM_NAME");
+    let described = aws_cli_json(&["cloudwatch", "describe-alarms", "--alarm-names", &name])?;
+    described["MetricAlarms"][0]["ActionsEnabled"]
+        .as_bool()
+        .with_context(|| format!("no alarm {name}: {described}"))
+}
+
 /// A worker process the local EC2 emulation started: it binds to its instance's address.
 #[derive(Debug, Clone)]
 pub struct WorkerProcess {
@@ -720,22 +825,45 @@ pub fn kill_elasticsearch() -> Result<()> {
     if !status.success() {
         bail!("kill -KILL -{pgid} (Elasticsearch) failed: {status}");
     }
+    // Gone for good before anything restarts it: a JVM still dying holds the node lock and
+    // the data directory, and a new node started meanwhile exits at once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::process::Command::new("kill")
+        .args(["-0", "--", &format!("-{pgid}")])
+        .stderr(std::process::Stdio::null())
+        .status()?
+        .success()
+    {
+        if Instant::now() > deadline {
+            bail!("Elasticsearch's process group {pgid} outlived SIGKILL by 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     Ok(())
 }
 
 /// Brings back whatever part of the local stack is down (`localstack/up` is idempotent).
 pub fn restart_local_services() -> Result<()> {
-    let output = std::process::Command::new(repo_root().join("localstack/up"))
-        .output()
-        .context("running localstack/up")?;
-    if !output.status.success() {
-        bail!(
-            "localstack/up failed ({}): {}",
+    // Once more after a failure: a node that died on start (its log is in the error) says
+    // nothing about the refresh under test, only that the restart raced something.
+    let mut failures = Vec::new();
+    for _ in 0..2 {
+        let output = std::process::Command::new(repo_root().join("localstack/up"))
+            .output()
+            .context("running localstack/up")?;
+        if output.status.success() {
+            for failure in &failures {
+                eprintln!("restart_local_services: the first localstack/up failed: {failure}");
+            }
+            return Ok(());
+        }
+        failures.push(format!(
+            "({}): {}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
-        );
+        ));
     }
-    Ok(())
+    bail!("localstack/up failed twice:\n{}", failures.join("\n"))
 }
 
 fn chrono_free_millis() -> u128 {
@@ -832,6 +960,73 @@ pub async fn expected_documents(
         }
     }
     Ok((total, by_source))
+}
+
+/// The sensitive terms the local stack deploys (`SensitiveTermsUrl`): one a line, lowercased.
+pub fn sensitive_terms_file() -> Result<BTreeSet<String>> {
+    let path = repo_root().join("sample-data/sensitive-terms.txt");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|line| line.trim().to_lowercase())
+        .filter(|line| !line.is_empty())
+        .collect())
+}
+
+/// The identifiers a refresh's filtered index must leave out, from the catalog rows and the
+/// terms file alone: the rows [`expected_documents`] counts whose title, description or a
+/// tag kept by the tag filter has a word (lowercased, split at anything not alphanumeric, as
+/// the standard analyzer does for these ASCII samples) that is a sensitive term.
+pub async fn expected_sensitive_identifiers(
+    catalog: &tokio_postgres::Client,
+    api: &tokio_postgres::Client,
+    media: MediaType,
+) -> Result<BTreeSet<String>> {
+    let terms = sensitive_terms_file()?;
+    let deleted: Vec<uuid::Uuid> = api
+        .query(
+            &format!("SELECT identifier FROM {}", media.deleted_table()),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let sql = format!(
+        "WITH copied AS ( \
+           SELECT identifier, title, description, tags, removed_from_source FROM {table} \
+           WHERE identifier <> ALL($1) ORDER BY identifier LIMIT $2 \
+         ) \
+         SELECT identifier::text, title, description, tags FROM copied \
+         WHERE NOT removed_from_source",
+        table = media.table()
+    );
+    let has_term = |text: &str| {
+        text.to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|word| terms.contains(word))
+    };
+    let filter = refresh_core::tags::TagFilterConfig::default();
+    let mut sensitive = BTreeSet::new();
+    for row in catalog.query(&sql, &[&deleted, &LOCAL_ROW_LIMIT]).await? {
+        let title: Option<String> = row.get(1);
+        let description: Option<String> = row.get(2);
+        let tags: Option<Value> = row.get(3);
+        let kept = filter.filter(tags.as_ref()).unwrap_or(Value::Null);
+        let tag_names = kept
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|tag| tag["name"].as_str());
+        let hit = title.as_deref().is_some_and(has_term)
+            || description.as_deref().is_some_and(has_term)
+            || tag_names.into_iter().any(has_term);
+        if hit {
+            sensitive.insert(row.get(0));
+        }
+    }
+    Ok(sensitive)
 }
 
 /// Rows a refresh must index: copied (not deleted) and not removed from the source.

@@ -149,9 +149,14 @@ fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
-/// Starts every case, a group at a time, and returns what did not end as expected.
-async fn run_table(stack: &Stack, cases: &[(Value, &'static str)]) -> Result<Vec<String>> {
+/// Starts every case, a group at a time, and returns what did not end as expected and, for
+/// each case, the input and what the run did.
+async fn run_table(
+    stack: &Stack,
+    cases: &[(Value, &'static str)],
+) -> Result<(Vec<String>, Vec<(String, String)>)> {
     let mut failures = Vec::new();
+    let mut outcomes = Vec::new();
     for (group_number, group) in cases.chunks(GROUP).enumerate() {
         let mut started = Vec::new();
         for (i, (input, field)) in group.iter().enumerate() {
@@ -164,6 +169,22 @@ async fn run_table(stack: &Stack, cases: &[(Value, &'static str)]) -> Result<Vec
         for (arn, input, field) in started {
             let done = stack.wait(&arn, TIMEOUT).await?;
             let cause = done.cause.clone().unwrap_or_default();
+            outcomes.push((
+                input.to_string(),
+                if cause.contains(field) {
+                    format!(
+                        "{} {} naming {field}",
+                        done.status,
+                        done.error.as_deref().unwrap_or("-")
+                    )
+                } else {
+                    format!(
+                        "{} {} without naming {field}",
+                        done.status,
+                        done.error.as_deref().unwrap_or("-")
+                    )
+                },
+            ));
             if done.status != "FAILED"
                 || done.error.as_deref() != Some("InvalidInput")
                 || !cause.contains(field)
@@ -175,7 +196,7 @@ async fn run_table(stack: &Stack, cases: &[(Value, &'static str)]) -> Result<Vec
             }
         }
     }
-    Ok(failures)
+    Ok((failures, outcomes))
 }
 
 #[tokio::test]
@@ -201,7 +222,7 @@ async fn malformed_inputs_are_refused_naming_the_field_and_change_nothing() -> R
         let since = now_secs() - 1;
         let before = snapshot(&stack).await?;
 
-        let failures = run_table(&stack, &cases).await?;
+        let (failures, outcomes) = run_table(&stack, &cases).await?;
         assert!(
             failures.is_empty(),
             "{} of {} inputs not refused as expected:\n{}",
@@ -220,6 +241,20 @@ async fn malformed_inputs_are_refused_naming_the_field_and_change_nothing() -> R
             overlapped.is_empty(),
             "other executions overlapped every attempt: {overlapped:?}"
         );
+        let lost = testkit::reliability::lost_on_failure(&[
+            ("image live table or aliases changed", before.0 != after.0),
+            ("audio live table or aliases changed", before.1 != after.1),
+            ("image-*/audio-* indices changed", before.2 != after.2),
+        ]);
+        for (input, outcome) in &outcomes {
+            e2e::record(
+                "execution input",
+                input,
+                outcome,
+                lost.clone(),
+                "bad_input::malformed_inputs_are_refused_naming_the_field_and_change_nothing",
+            );
+        }
         assert_eq!(before.0, after.0, "image live table or aliases changed");
         assert_eq!(before.1, after.1, "audio live table or aliases changed");
         assert_eq!(before.2, after.2, "image-*/audio-* indices changed");

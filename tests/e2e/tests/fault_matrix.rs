@@ -10,8 +10,8 @@
 
 use anyhow::{bail, Context, Result};
 use e2e::{
-    eligible_rows, exclusive, find_worker_process, kill_elasticsearch, lambda_processes,
-    load_sample_data, restart_local_services, signal, MediaType, Stack,
+    alarm_actions_enabled, eligible_rows, exclusive, find_worker_process, kill_elasticsearch,
+    lambda_processes, load_sample_data, restart_local_services, signal, MediaType, Stack,
 };
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -103,11 +103,16 @@ async fn postgres_connections_killed_during_the_copy_are_retried_and_the_count_i
     );
     assert!(failed_attempts(&stack, &arn, "Copy data").await? >= 1);
     let db = stack.api_db().await?;
-    assert_eq!(
-        stack.count("image", json!({"match_all": {}})).await?,
-        eligible_rows(&db, MediaType::Image).await?,
-        "documents after the copy was retried"
+    let eligible = eligible_rows(&db, MediaType::Image).await?;
+    let indexed = stack.count("image", json!({"match_all": {}})).await?;
+    e2e::record(
+        "postgresql",
+        "copy's backends killed (pg_terminate_backend) mid-copy",
+        "Copy data retried from its cursor; run succeeded",
+        e2e::lost_documents(eligible, indexed),
+        "fault_matrix::postgres_connections_killed_during_the_copy_are_retried_and_the_count_is_exact",
     );
+    assert_eq!(indexed, eligible, "documents after the copy was retried");
     stack.back_to_sample(MediaType::Image).await
 }
 
@@ -157,10 +162,16 @@ async fn a_postgres_connection_killed_during_promote_table_is_retried() -> Resul
         .get(0);
     assert!(rows > 0 && rows <= catalog_rows, "{rows} of {catalog_rows}");
     assert!(!stack.temp_table_exists(MediaType::Audio).await?);
-    assert_eq!(
-        stack.count("audio", json!({"match_all": {}})).await?,
-        eligible_rows(&db, MediaType::Audio).await?
+    let eligible = eligible_rows(&db, MediaType::Audio).await?;
+    let indexed = stack.count("audio", json!({"match_all": {}})).await?;
+    e2e::record(
+        "postgresql",
+        "Promote table's backend killed while it waits for its lock",
+        "Promote table retried, promoted once; run succeeded",
+        e2e::lost_documents(eligible, indexed),
+        "fault_matrix::a_postgres_connection_killed_during_promote_table_is_retried",
     );
+    assert_eq!(indexed, eligible);
     Ok(())
 }
 
@@ -203,10 +214,16 @@ async fn an_instance_terminated_through_the_ec2_api_mid_range_reruns_its_range()
     );
     assert!(launches.values().all(|&n| n == 1), "{launches:?}");
     let db = stack.api_db().await?;
-    assert_eq!(
-        stack.count("image", json!({"match_all": {}})).await?,
-        eligible_rows(&db, MediaType::Image).await?
+    let eligible = eligible_rows(&db, MediaType::Image).await?;
+    let indexed = stack.count("image", json!({"match_all": {}})).await?;
+    e2e::record(
+        "worker",
+        "instance terminated through the EC2 API mid-range (spot interruption)",
+        "its range reran on a fresh worker; run succeeded",
+        e2e::lost_documents(eligible, indexed),
+        "fault_matrix::an_instance_terminated_through_the_ec2_api_mid_range_reruns_its_range",
     );
+    assert_eq!(indexed, eligible);
     stack.back_to_sample(MediaType::Image).await
 }
 
@@ -260,37 +277,18 @@ async fn elasticsearch_lost_during_the_main_reindex_fails_the_run_and_changes_no
             },
         )
         .await?;
+    e2e::record(
+        "elasticsearch",
+        "Elasticsearch killed during the main reindex",
+        &format!("failed cleanly ({})", done.error.as_deref().unwrap_or("-")),
+        stack
+            .left_by_failure(MediaType::Image, &arn, &live_before, &indices_before)
+            .await?,
+        "fault_matrix::elasticsearch_lost_during_the_main_reindex_fails_the_run_and_changes_nothing",
+    );
     assert_eq!(stack.live_state(MediaType::Image).await?, live_before);
     assert!(stack.live_instances(&arn).await?.is_empty());
     Ok(())
-}
-
-/// The worker-range executions a data refresh run started (their input names it).
-async fn child_executions(stack: &Stack, arn: &str) -> Result<Vec<String>> {
-    let worker_range = stack.refresh_arn.replace("-data-refresh", "-worker-range");
-    let mut children = Vec::new();
-    let mut pages = stack
-        .sfn
-        .list_executions()
-        .state_machine_arn(&worker_range)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        for execution in page?.executions() {
-            let described = stack
-                .sfn
-                .describe_execution()
-                .execution_arn(execution.execution_arn())
-                .send()
-                .await?;
-            let input: serde_json::Value =
-                serde_json::from_str(described.input().unwrap_or("null"))?;
-            if input["root_execution_id"] == arn {
-                children.push(execution.execution_arn().to_string());
-            }
-        }
-    }
-    Ok(children)
 }
 
 #[tokio::test]
@@ -311,6 +309,7 @@ async fn workers_that_never_answer_fail_their_range_after_every_attempt_and_chan
     // Each reindex worker is frozen (SIGSTOP) as soon as its process shows: its port takes
     // connections but nothing answers, as with a hung boot. The SQL jobs' workers run.
     let mut frozen = BTreeSet::new();
+    let mut alarm_while_frozen = None;
     let deadline = Instant::now() + RUN_TIMEOUT;
     let outcome = async {
         while stack.status(&arn).await? == "RUNNING" {
@@ -331,6 +330,7 @@ async fn workers_that_never_answer_fail_their_range_after_every_attempt_and_chan
                 if let Some(worker) = find_worker_process(ip)? {
                     if frozen.insert(worker.pid) {
                         signal(worker.pid, "STOP")?;
+                        alarm_while_frozen.get_or_insert(alarm_actions_enabled()?);
                     }
                 }
             }
@@ -344,6 +344,9 @@ async fn workers_that_never_answer_fail_their_range_after_every_attempt_and_chan
     }
     let done = outcome?;
     assert_eq!(done.status, "FAILED");
+    // The alarms were silent for the reindex and are back on after the failure.
+    assert_eq!(alarm_while_frozen, Some(false));
+    assert!(alarm_actions_enabled()?, "the alarm's actions stayed off");
     // The last attempt of a range ended at the health-check limit.
     assert_eq!(
         done.error.as_deref(),
@@ -374,6 +377,18 @@ async fn workers_that_never_answer_fail_their_range_after_every_attempt_and_chan
             },
         )
         .await?;
+    e2e::record(
+        "worker",
+        "every reindex worker frozen (SIGSTOP) before it answers its health check",
+        &format!(
+            "each attempt ended at the health-check limit; failed cleanly ({})",
+            done.error.as_deref().unwrap_or("-")
+        ),
+        stack
+            .left_by_failure(MediaType::Audio, &arn, &live_before, &indices_before)
+            .await?,
+        "fault_matrix::workers_that_never_answer_fail_their_range_after_every_attempt_and_change_nothing",
+    );
     assert_eq!(stack.live_state(MediaType::Audio).await?, live_before);
     assert!(stack.live_instances(&arn).await?.is_empty());
     Ok(())
@@ -416,7 +431,7 @@ async fn a_short_steps_lambda_that_times_out_is_retried_and_the_run_succeeds() -
         done.error, done.cause
     );
     let mut timed_out = 0;
-    for child in child_executions(&stack, &arn).await? {
+    for child in stack.child_executions(&arn).await? {
         let history = e2e::execution_history_with_data(&child)?;
         timed_out += history
             .iter()
@@ -434,10 +449,16 @@ async fn a_short_steps_lambda_that_times_out_is_retried_and_the_run_succeeds() -
     let launches = stack.launches_once_terminated(&arn).await?;
     assert!(launches.values().all(|&n| n == 1), "{launches:?}");
     let db = stack.api_db().await?;
-    assert_eq!(
-        stack.count("image", json!({"match_all": {}})).await?,
-        eligible_rows(&db, MediaType::Image).await?
+    let eligible = eligible_rows(&db, MediaType::Image).await?;
+    let indexed = stack.count("image", json!({"match_all": {}})).await?;
+    e2e::record(
+        "lambda",
+        "the progress poll's Lambda frozen mid-reindex until its timeout (Sandbox.Timedout)",
+        "the poll retried on a fresh invocation, no range rerun; run succeeded",
+        e2e::lost_documents(eligible, indexed),
+        "fault_matrix::a_short_steps_lambda_that_times_out_is_retried_and_the_run_succeeds",
     );
+    assert_eq!(indexed, eligible);
     stack
         .back_to_sample(MediaType::Image)
         .await
@@ -536,7 +557,7 @@ async fn an_execution_that_times_out_mid_run_is_cleaned_up_and_changes_nothing()
             Duration::from_secs(300),
             || async {
                 let mut ranges_running = false;
-                for child in child_executions(&stack, &arn).await? {
+                for child in stack.child_executions(&arn).await? {
                     ranges_running |= stack.status(&child).await? == "RUNNING";
                 }
                 Ok(!ranges_running
@@ -546,6 +567,15 @@ async fn an_execution_that_times_out_mid_run_is_cleaned_up_and_changes_nothing()
             },
         )
         .await?;
+    e2e::record(
+        "execution",
+        "the execution timed out mid-run (TimeoutSeconds lowered to 25 s)",
+        "TIMED_OUT; the status change rule's cleanup stopped the ranges and removed workers, temp table and new indices",
+        stack
+            .left_by_failure(MediaType::Image, &arn, &live_before, &indices_before)
+            .await?,
+        "fault_matrix::an_execution_that_times_out_mid_run_is_cleaned_up_and_changes_nothing",
+    );
     assert_eq!(stack.live_state(MediaType::Image).await?, live_before);
     stack.back_to_sample(MediaType::Image).await
 }

@@ -56,12 +56,16 @@ async fn a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact()
 
     let db = stack.api_db().await?;
     let eligible = eligible_rows(&db, MediaType::Image).await?;
-    assert!(eligible > 50_000, "the long run indexed {eligible} rows");
-    assert_eq!(
-        stack.count("image", json!({"match_all": {}})).await?,
-        eligible,
-        "documents after the rerun"
+    let indexed = stack.count("image", json!({"match_all": {}})).await?;
+    e2e::record(
+        "worker",
+        "worker process killed (SIGKILL) mid-range",
+        "its range reran on a fresh worker, the others once; run succeeded",
+        e2e::lost_documents(eligible, indexed),
+        "faults::a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact",
     );
+    assert!(eligible > 50_000, "the long run indexed {eligible} rows");
+    assert_eq!(indexed, eligible, "documents after the rerun");
 
     // Back to the bundled sample: 97 % fewer rows than the index just promoted. The drop
     // guard refuses that and nothing changes; with the override it goes live, which also
@@ -77,6 +81,23 @@ async fn a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact()
             RUN_TIMEOUT,
         )
         .await?;
+    e2e::record(
+        "promotion",
+        "a catalog 97 % smaller than the live index",
+        &format!(
+            "refused by the drop guard ({})",
+            refused.error.as_deref().unwrap_or("-")
+        ),
+        stack
+            .left_by_failure(
+                MediaType::Image,
+                &refused.arn,
+                &live_before,
+                &indices_before,
+            )
+            .await?,
+        "faults::a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact",
+    );
     assert_eq!(
         (refused.status.as_str(), refused.error.as_deref()),
         ("FAILED", Some("RecordDropTooLarge")),
@@ -97,6 +118,23 @@ async fn a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact()
             RUN_TIMEOUT,
         )
         .await?;
+    e2e::record(
+        "promotion",
+        "representative queries find far fewer documents (drop guard overridden)",
+        &format!(
+            "refused by the search guard ({})",
+            guarded.error.as_deref().unwrap_or("-")
+        ),
+        stack
+            .left_by_failure(
+                MediaType::Image,
+                &guarded.arn,
+                &live_before,
+                &indices_before,
+            )
+            .await?,
+        "faults::a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact",
+    );
     assert_eq!(
         (guarded.status.as_str(), guarded.error.as_deref()),
         ("FAILED", Some("SearchGuardFailed")),
@@ -191,6 +229,15 @@ async fn elasticsearch_lost_during_the_filtered_reindex_fails_the_run_and_change
             },
         )
         .await?;
+    e2e::record(
+        "elasticsearch",
+        "Elasticsearch killed during the filtered reindex",
+        &format!("failed cleanly ({})", done.error.as_deref().unwrap_or("-")),
+        stack
+            .left_by_failure(MediaType::Image, &arn, &live_before, &indices_before)
+            .await?,
+        "faults::elasticsearch_lost_during_the_filtered_reindex_fails_the_run_and_changes_nothing",
+    );
     assert_eq!(stack.live_state(MediaType::Image).await?, live_before);
     assert!(stack.live_instances(&arn).await?.is_empty());
     Ok(())
@@ -252,6 +299,15 @@ async fn an_execution_stopped_by_an_operator_is_cleaned_up_by_the_status_change_
             function_logs("CleanupFunction")
         );
     }
+    e2e::record(
+        "operator",
+        "execution stopped by an operator while workers index",
+        "ABORTED; the status change rule's cleanup removed workers, temp table and new indices",
+        stack
+            .left_by_failure(MediaType::Image, &arn, &live_before, &indices_before)
+            .await?,
+        "faults::an_execution_stopped_by_an_operator_is_cleaned_up_by_the_status_change_rule",
+    );
     for instance in instances {
         let ip = instance.ip.unwrap_or_default();
         assert!(

@@ -303,6 +303,21 @@ async fn a_queue_on_the_topic_hears_every_stage_in_order() -> Result<()> {
         .await?;
     assert_eq!(room.0, 200, "{room:?}");
     let refused_index = refused_index?;
+    let aliases_after = stack.alias_targets("audio-filtered").await?;
+    e2e::record(
+        "elasticsearch",
+        "no room for one more shard when the filtered-index rebuild creates its index",
+        &format!(
+            "failed cleanly ({}), notified as failed in Create filtered index",
+            refused_index.error.as_deref().unwrap_or("-")
+        ),
+        if aliases_after == aliases_before {
+            "nothing".to_string()
+        } else {
+            "the filtered alias moved".to_string()
+        },
+        "notifications::a_queue_on_the_topic_hears_every_stage_in_order",
+    );
     assert_eq!(refused_index.status, "FAILED");
     let messages = subscription.drain()?;
     assert_eq!(

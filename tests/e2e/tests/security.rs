@@ -207,6 +207,20 @@ async fn no_secret_appears_in_logs_consoles_or_execution_state() -> Result<()> {
         ));
     }
 
+    // The same for each of its worker-range executions (ranges and SQL jobs).
+    let children = stack.child_executions(&finished.arn).await?;
+    let mut child_events = 0;
+    for child in &children {
+        let events = execution_history_with_data(child)?;
+        child_events += events.len();
+        for (n, event) in events.iter().enumerate() {
+            sources.push((
+                format!("history event {n} ({}) of {child}", event["type"]),
+                event.to_string(),
+            ));
+        }
+    }
+
     // Every function's logs (all invocations since the stack started, this run's included).
     let logs = all_function_logs(&stack.stack_name)?;
     let log_lines: usize = logs.values().map(Vec::len).sum();
@@ -237,11 +251,13 @@ async fn no_secret_appears_in_logs_consoles_or_execution_state() -> Result<()> {
     }
 
     eprintln!(
-        "scanned for {} secret values: {} history events ({with_data} with input/output), \
+        "scanned for {} secret values: {} history events ({with_data} with input/output) and \
+         {child_events} of {} worker-range executions, \
          {log_lines} log lines from {} functions, {} worker consoles of this run \
          ({worker_console_lines} lines) and {other_consoles} other consoles, in {:?}",
         secrets.len(),
         history.len(),
+        children.len(),
         logs.len(),
         workers.len(),
         started.elapsed()
@@ -259,6 +275,11 @@ async fn no_secret_appears_in_logs_consoles_or_execution_state() -> Result<()> {
     );
     assert!(log_lines >= 100, "only {log_lines} log lines");
     assert!(!workers.is_empty(), "the run launched no worker");
+    assert!(
+        children.len() >= 3 && child_events >= 30,
+        "only {} worker-range executions ({child_events} events) read",
+        children.len()
+    );
     assert!(
         worker_console_lines >= 3,
         "the worker consoles hold only {worker_console_lines} lines"

@@ -1,0 +1,157 @@
+//! Paths of the data refresh that the graph tests only draw, executed: the alarm toggle
+//! (actions off for the reindex, back on after a success), `skip_copy` reusing a temp table,
+//! and a run in the production environment. (Back on after a failure: `fault_matrix.rs`,
+//! workers that never answer.)
+
+use anyhow::Result;
+use e2e::{alarm_actions_enabled, eligible_rows, exclusive, load_sample_data, MediaType, Stack};
+use serde_json::json;
+use std::time::Duration;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(900);
+
+#[tokio::test]
+async fn the_configured_alarms_are_silent_while_the_workers_index_and_back_on_after() -> Result<()>
+{
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    stack.multiply_catalog(MediaType::Audio, 10).await?;
+    assert!(
+        alarm_actions_enabled()?,
+        "the alarm starts with its actions on"
+    );
+    let arn = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-alarms",
+            json!({"media_type": "audio", "environment": "staging",
+                   "override_record_drop": true, "override_search_guard": true}),
+        )
+        .await?;
+    stack
+        .worker_in_progress(&arn, "staging", 0.0..100.0, Duration::from_secs(300))
+        .await?;
+    let during = alarm_actions_enabled()?;
+    let done = stack.wait(&arn, RUN_TIMEOUT).await?;
+    assert_eq!(
+        done.status, "SUCCEEDED",
+        "{:?} {:?}",
+        done.error, done.cause
+    );
+    assert!(
+        !during,
+        "the alarm's actions were on while the workers indexed"
+    );
+    assert!(alarm_actions_enabled()?, "the alarm's actions stayed off");
+    let entered = stack.state_names(&arn).await?;
+    for state in ["Disable alarm actions", "Enable alarm actions"] {
+        assert!(entered.iter().any(|s| s == state), "{state}: {entered:?}");
+    }
+    stack.back_to_sample(MediaType::Audio).await
+}
+
+#[tokio::test]
+async fn skip_copy_reindexes_the_temp_table_it_finds() -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    // A temp table as a stopped refresh leaves it after its copy: the live rows with their
+    // primary key. The run re-filters its tags and goes on from the new index.
+    let db = stack.api_db().await?;
+    db.batch_execute(
+        "DROP TABLE IF EXISTS temp_import_image; \
+         CREATE TABLE temp_import_image (LIKE image INCLUDING DEFAULTS INCLUDING CONSTRAINTS); \
+         INSERT INTO temp_import_image SELECT * FROM image; \
+         ALTER TABLE temp_import_image ADD PRIMARY KEY (id);",
+    )
+    .await?;
+    let rows: i64 = db
+        .query_one("SELECT count(*) FROM temp_import_image", &[])
+        .await?
+        .get(0);
+    let done = stack
+        .run(
+            &stack.refresh_arn,
+            "e2e-skip-copy",
+            json!({"media_type": "image", "environment": "staging", "skip_copy": true}),
+            RUN_TIMEOUT,
+        )
+        .await?;
+    assert_eq!(
+        done.status, "SUCCEEDED",
+        "{:?} {:?}",
+        done.error, done.cause
+    );
+    let entered = stack.state_names(&done.arn).await?;
+    assert!(
+        entered
+            .iter()
+            .any(|s| s == "Filter tags on existing temp table")
+            && !entered.iter().any(|s| s == "Copy data"),
+        "{entered:?}"
+    );
+    let promoted: i64 = db
+        .query_one("SELECT count(*) FROM image", &[])
+        .await?
+        .get(0);
+    assert_eq!(
+        promoted, rows,
+        "the promoted table is the temp table it found"
+    );
+    assert_eq!(
+        stack.count("image", json!({"match_all": {}})).await?,
+        eligible_rows(&db, MediaType::Image).await?
+    );
+    assert!(!stack.temp_table_exists(MediaType::Image).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_production_run_uses_its_own_workers_and_no_row_limit() -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    let done = stack
+        .run(
+            &stack.refresh_arn,
+            "e2e-production",
+            json!({"media_type": "audio", "environment": "production"}),
+            RUN_TIMEOUT,
+        )
+        .await?;
+    assert_eq!(
+        done.status, "SUCCEEDED",
+        "{:?} {:?}",
+        done.error, done.cause
+    );
+    assert_eq!(done.output["environment"], "production", "{}", done.output);
+    // Every catalog row that is neither deleted nor removed from its source, with no limit.
+    let catalog = stack.catalog_db().await?;
+    let api = stack.api_db().await?;
+    let deleted: Vec<uuid::Uuid> = api
+        .query("SELECT identifier FROM api_deletedaudio", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let expected: i64 = catalog
+        .query_one(
+            "SELECT count(*) FROM audio WHERE NOT removed_from_source AND identifier <> ALL($1)",
+            &[&deleted],
+        )
+        .await?
+        .get(0);
+    assert_eq!(
+        stack.count("audio", json!({"match_all": {}})).await?,
+        expected as u64
+    );
+    // The production launch template's workers: one per range, tagged for production.
+    let launches = stack.launches_once_terminated(&done.arn).await?;
+    let ranges = launches
+        .keys()
+        .filter(|tag| tag.parse::<u32>().is_ok())
+        .count();
+    assert_eq!(ranges, 2, "WorkersProduction=2 locally: {launches:?}");
+    Ok(())
+}
