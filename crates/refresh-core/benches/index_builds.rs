@@ -17,66 +17,10 @@ use refresh_core::pg::promote::{reapply_constraints_on, ReapplyOptions};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Instant;
-use testkit::{insert_image_rows, Client, TestDatabases};
+use support::{env_or, median, reset_temp_indexes as reset, setting, temp_indexes};
+use testkit::{insert_image_rows, TestDatabases};
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Drops every temp index but the primary key, so the next run builds the same 13.
-async fn reset(api: &Client) {
-    let rows = api
-        .query(
-            "SELECT c.relname::text, con.conname IS NOT NULL
-               FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
-               LEFT JOIN pg_constraint con ON con.conindid = x.indexrelid AND con.conrelid = x.indrelid
-              WHERE x.indrelid = 'temp_import_image'::regclass AND NOT x.indisprimary",
-            &[],
-        )
-        .await
-        .unwrap();
-    for row in rows {
-        let name: String = row.get(0);
-        let sql = if row.get::<_, bool>(1) {
-            format!("ALTER TABLE temp_import_image DROP CONSTRAINT \"{name}\"")
-        } else {
-            format!("DROP INDEX \"{name}\"")
-        };
-        api.batch_execute(&sql).await.unwrap();
-    }
-    // Start each run with no dirty pages of the last one to write back.
-    let _ = api.batch_execute("CHECKPOINT").await;
-}
-
-/// Index name → (definition tail, valid) of the temp table.
-async fn temp_indexes(api: &Client) -> BTreeMap<String, (String, bool)> {
-    api.query(
-        "SELECT c.relname::text, regexp_replace(pg_get_indexdef(c.oid), '^.* USING ', ''), x.indisvalid
-           FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
-          WHERE x.indrelid = 'temp_import_image'::regclass",
-        &[],
-    )
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|r| (r.get(0), (r.get(1), r.get(2))))
-    .collect()
-}
-
-async fn setting(api: &Client, name: &str) -> String {
-    api.query_one("SELECT current_setting($1)", &[&name])
-        .await
-        .unwrap()
-        .get(0)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
+mod support;
 
 #[tokio::main]
 async fn main() {
@@ -154,8 +98,8 @@ async fn main() {
         shapes.get(&parallelism),
         "both modes must build the same indexes"
     );
-    let sequential = median(timings[&1].clone());
-    let parallel = median(timings[&parallelism].clone());
+    let sequential = median(&timings[&1]).unwrap();
+    let parallel = median(&timings[&parallelism]).unwrap();
     let result = json!({
         "benchmark": "index_builds",
         "what": "reapply job on temp_import_image: 13 index builds + 3 unique constraints attached + ANALYZE",

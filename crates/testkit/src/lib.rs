@@ -285,8 +285,8 @@ pub async fn apply_schema(client: &Client, side: Side) -> Result<(), String> {
 pub mod reliability;
 mod rows;
 pub use rows::{
-    identifier_sql, insert_audio_rows, insert_image_rows, mark_deleted, mark_mature, table_columns,
-    TAG_CASES,
+    identifier_sql, insert_audio_rows, insert_image_rows, insert_narrow_image_rows, mark_deleted,
+    mark_mature, table_columns, TAG_CASES,
 };
 
 #[cfg(test)]

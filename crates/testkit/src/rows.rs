@@ -258,6 +258,30 @@ pub async fn insert_image_rows(client: &Client, table: &str, n: i64, seed: i64) 
     insert_rows(client, table, n, seed, image_columns()).await
 }
 
+/// `meta_data` of [`insert_narrow_image_rows`]: the same cases (null every 23rd row, a short
+/// description on two rows of three, `mature`, `authority_boost`, `license_url`) without the
+/// ~5 KB description of every 11th row.
+const NARROW_META_DATA: &str =
+    "CASE WHEN i % 23 = 0 THEN NULL ELSE jsonb_strip_nulls(jsonb_build_object( \
+       'description', CASE WHEN i % 3 = 0 THEN NULL ELSE 'Description of item ' || i END, \
+       'mature', CASE i % 13 WHEN 0 THEN true WHEN 1 THEN false END, \
+       'authority_boost', CASE i % 29 WHEN 0 THEN 150 WHEN 1 THEN 42.5 END, \
+       'license_url', 'https://creativecommons.org/licenses/by/4.0/')) END";
+
+/// Like [`insert_image_rows`] (the same identifiers, tags, URLs and edge cases) but narrower,
+/// for benchmarks at millions of rows: no row carries the ~5 KB description of every 11th
+/// row there. Used by `benches/copy_scale.rs`, which measures the width it gets.
+pub async fn insert_narrow_image_rows(client: &Client, table: &str, n: i64, seed: i64) -> u64 {
+    let columns = image_columns()
+        .into_iter()
+        .map(|(c, e)| match c {
+            "meta_data" => (c, NARROW_META_DATA.to_string()),
+            _ => (c, e),
+        })
+        .collect();
+    insert_rows(client, table, n, seed, columns).await
+}
+
 /// Inserts `n` deterministic audio rows of `seed` into `table` (one statement).
 pub async fn insert_audio_rows(client: &Client, table: &str, n: i64, seed: i64) -> u64 {
     insert_rows(client, table, n, seed, audio_columns()).await
