@@ -227,9 +227,14 @@ impl Stack {
         Ok(status == 200)
     }
 
+    /// The worker-range state machine (named like the data refresh machine).
+    pub fn worker_range_arn(&self) -> String {
+        self.refresh_arn.replace("-data-refresh", "-worker-range")
+    }
+
     /// The worker-range executions a data refresh run started (their input names it).
     pub async fn child_executions(&self, arn: &str) -> Result<Vec<String>> {
-        let worker_range = self.refresh_arn.replace("-data-refresh", "-worker-range");
+        let worker_range = self.worker_range_arn();
         let mut children = Vec::new();
         let mut pages = self
             .sfn
@@ -661,6 +666,60 @@ impl Stack {
             ("temp table left", temp_table_left),
             ("indices created or deleted", indices_changed),
         ]))
+    }
+}
+
+/// A deployed state machine's definition changed for the guard's life (a limit the template
+/// fixes, lowered for one start), and put back when dropped, even when the test fails.
+/// Only executions started while it lives run the changed definition.
+pub struct PatchedDefinition {
+    state_machine_arn: String,
+    original_definition: String,
+}
+
+impl PatchedDefinition {
+    pub fn apply(state_machine_arn: &str, patch: impl FnOnce(&mut Value)) -> Result<Self> {
+        let described = aws_cli_json(&[
+            "stepfunctions",
+            "describe-state-machine",
+            "--state-machine-arn",
+            state_machine_arn,
+        ])?;
+        let original_definition = described["definition"]
+            .as_str()
+            .context("no definition")?
+            .to_string();
+        let mut patched: Value = serde_json::from_str(&original_definition)?;
+        patch(&mut patched);
+        let guard = PatchedDefinition {
+            state_machine_arn: state_machine_arn.to_string(),
+            original_definition,
+        };
+        guard.update(&patched.to_string())?;
+        Ok(guard)
+    }
+
+    fn update(&self, definition: &str) -> Result<()> {
+        aws_cli_json(&[
+            "stepfunctions",
+            "update-state-machine",
+            "--state-machine-arn",
+            &self.state_machine_arn,
+            "--definition",
+            definition,
+        ])?;
+        Ok(())
+    }
+}
+
+impl Drop for PatchedDefinition {
+    fn drop(&mut self) {
+        if let Err(error) = self.update(&self.original_definition) {
+            eprintln!(
+                "could not restore the definition of {}: {error:#}",
+                self.state_machine_arn
+            );
+        }
     }
 }
 

@@ -178,6 +178,7 @@ async fn an_index_build_longer_than_the_lambda_timeout_runs_on_a_worker() -> Res
 }
 
 #[tokio::test]
+#[ignore = "slow variant: scripts/test --slow"]
 async fn a_worker_killed_during_an_index_build_takes_the_build_with_it_and_a_fresh_worker_builds_again(
 ) -> Result<()> {
     let _guard = exclusive().await;
