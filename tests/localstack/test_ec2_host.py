@@ -127,6 +127,28 @@ def test_run_instances_with_direct_user_data(aws, terminate_later):
     assert_gone(ec2, [instance_id], [ip])
 
 
+def test_an_instance_stays_pending_while_the_boot_delay_file_holds_it(aws, terminate_later):
+    # The e2e test of an instance that never starts writes this file; it must also be
+    # terminable while pending, with its user data's processes gone.
+    ec2 = aws("ec2")
+    knob = ec2_dir() / "boot-delay-seconds"
+    knob.parent.mkdir(parents=True, exist_ok=True)
+    knob.write_text("3600")
+    try:
+        reservation = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
+                                        InstanceType="t3.micro", UserData=USER_DATA)
+    finally:
+        knob.unlink()
+    instance_id = reservation["Instances"][0]["InstanceId"]
+    terminate_later.append(instance_id)
+    ip = describe(ec2, [instance_id])[0]["PrivateIpAddress"]
+    # The default boot delay is 0.5 s; twice that and more, it is still pending.
+    wait_until(lambda: http_get(ip, "/env.txt"), timeout_s=20, what=f"HTTP on {ip}")
+    assert describe(ec2, [instance_id])[0]["State"]["Name"] == "pending"
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    assert_gone(ec2, [instance_id], [ip])
+
+
 def test_cloudformation_creates_updates_and_deletes_a_real_launch_template(aws, terminate_later):
     cfn, ec2 = aws("cloudformation"), aws("ec2")
     stack = f"lt-{uuid.uuid4().hex[:8]}"

@@ -723,6 +723,75 @@ impl Drop for PatchedDefinition {
     }
 }
 
+/// One environment variable of a deployed step function changed for the guard's life (a
+/// deployment setting, such as `SERVING_REPLICAS`, set to what a fault needs), and put back
+/// when dropped. `logical_id` is the template's name of the function (`FinishIndexFunction`).
+pub struct FunctionEnvironment {
+    function_name: String,
+    original_variables: Value,
+}
+
+impl FunctionEnvironment {
+    pub fn set(logical_id: &str, name: &str, value: &str) -> Result<Self> {
+        let listed = aws_cli_json(&["lambda", "list-functions"])?;
+        let function_name = listed["Functions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["FunctionName"].as_str())
+            .find(|f| f.contains(&format!("-{logical_id}-")))
+            .with_context(|| format!("no deployed function {logical_id}"))?
+            .to_string();
+        let configuration = aws_cli_json(&[
+            "lambda",
+            "get-function-configuration",
+            "--function-name",
+            &function_name,
+        ])?;
+        let original_variables = configuration["Environment"]["Variables"].clone();
+        let mut variables = original_variables.clone();
+        variables[name] = json!(value);
+        let guard = FunctionEnvironment {
+            function_name,
+            original_variables,
+        };
+        guard.update(&variables)?;
+        Ok(guard)
+    }
+
+    fn update(&self, variables: &Value) -> Result<()> {
+        let environment = json!({ "Variables": variables }).to_string();
+        aws_cli_json(&[
+            "lambda",
+            "update-function-configuration",
+            "--function-name",
+            &self.function_name,
+            "--environment",
+            &environment,
+        ])?;
+        // The next invocation must run with the new configuration, not a warm old one.
+        aws_cli_json(&[
+            "lambda",
+            "wait",
+            "function-updated",
+            "--function-name",
+            &self.function_name,
+        ])?;
+        Ok(())
+    }
+}
+
+impl Drop for FunctionEnvironment {
+    fn drop(&mut self) {
+        if let Err(error) = self.update(&self.original_variables.clone()) {
+            eprintln!(
+                "could not restore the environment of {}: {error:#}",
+                self.function_name
+            );
+        }
+    }
+}
+
 /// Whether the CloudWatch alarm the local deploy creates for the stack's `AlarmNames`
 /// (`LOCAL_ALARM_NAME` in `.local/stack.env`) has its actions enabled.
 pub fn alarm_actions_enabled() -> Result<bool> {
@@ -1054,12 +1123,14 @@ pub async fn expected_sensitive_identifiers(
         .collect();
     let sql = format!(
         "WITH copied AS ( \
-           SELECT identifier, title, description, tags, removed_from_source FROM {table} \
+           SELECT identifier, title, left(meta_data->>'description', {description_chars}) \
+             AS description, tags, removed_from_source FROM {table} \
            WHERE identifier <> ALL($1) ORDER BY identifier LIMIT $2 \
          ) \
          SELECT identifier::text, title, description, tags FROM copied \
          WHERE NOT removed_from_source",
-        table = media.table()
+        table = media.table(),
+        description_chars = refresh_core::document::DESCRIPTION_MAX_CHARS,
     );
     let has_term = |text: &str| {
         text.to_lowercase()

@@ -2,7 +2,9 @@
 //! PostgreSQL connections killed during the copy and during *Promote table*, a worker's
 //! instance terminated through the EC2 API mid-range (as a spot interruption would),
 //! Elasticsearch lost during the main reindex, workers that never answer their health check,
-//! a short step's Lambda that times out, and the execution timing out.
+//! a short step's Lambda that times out, the execution timing out, and the limit exits:
+//! instances that never reach running, a range that outlasts its polls, a new index that
+//! never turns green.
 //!
 //! A fault the run survives must end with the exact document count; one it cannot must leave
 //! the live table byte for byte as it was (rows and a checksum of `(id, identifier)`), both
@@ -606,4 +608,186 @@ async fn a_range_that_outlasts_its_polls_fails_after_every_attempt_and_changes_n
     assert_eq!(stack.live_state(MediaType::Image).await?, live_before);
     assert!(stack.live_instances(&arn).await?.is_empty());
     stack.back_to_sample(MediaType::Image).await
+}
+
+/// Holds every instance launched while it lives in `pending` (the local EC2 emulator reads
+/// `data/ec2/boot-delay-seconds` at each launch); removed when dropped.
+struct InstancesHeldPending(std::path::PathBuf);
+
+impl InstancesHeldPending {
+    fn start() -> Result<Self> {
+        let path = e2e::local_dir().join("data/ec2/boot-delay-seconds");
+        std::fs::write(&path, "3600").with_context(|| format!("writing {}", path.display()))?;
+        Ok(InstancesHeldPending(path))
+    }
+}
+
+impl Drop for InstancesHeldPending {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn instances_that_never_reach_running_fail_their_range_after_every_attempt_and_change_nothing(
+) -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    let live_before = stack.live_state(MediaType::Audio).await?;
+    let indices_before = stack.media_indices(MediaType::Audio).await?;
+    let patched = e2e::PatchedDefinition::apply(&stack.worker_range_arn(), |definition| {
+        definition["States"]["Prepare range"]["Parameters"]["settings"]["instance_max_checks.$"] =
+            json!("States.StringToJson('3')");
+    })?;
+    let arn = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-instance-never-runs",
+            json!({"media_type": "audio", "environment": "staging"}),
+        )
+        .await?;
+    // The copy's SQL job has had its worker by then; only the ranges' instances stay pending.
+    let held = async {
+        stack
+            .wait_for_state(&arn, "Create new index", Duration::from_secs(300))
+            .await?;
+        InstancesHeldPending::start()
+    }
+    .await;
+    let done = stack.wait(&arn, RUN_TIMEOUT).await;
+    drop(held);
+    drop(patched);
+    let done = done?;
+    assert_eq!(done.status, "FAILED", "{:?}", done.cause);
+    stack
+        .eventually(
+            "new indices and temp table removed",
+            Duration::from_secs(240),
+            || async {
+                Ok(
+                    stack.media_indices(MediaType::Audio).await? == indices_before
+                        && !stack.temp_table_exists(MediaType::Audio).await?,
+                )
+            },
+        )
+        .await?;
+    e2e::record(
+        "worker",
+        "every reindex worker's instance held in pending, never running (InstanceMaxChecks lowered to 3)",
+        &format!(
+            "each attempt ended at the instance-check limit; failed cleanly ({})",
+            done.error.as_deref().unwrap_or("-")
+        ),
+        stack
+            .left_by_failure(MediaType::Audio, &arn, &live_before, &indices_before)
+            .await?,
+        "fault_matrix::instances_that_never_reach_running_fail_their_range_after_every_attempt_and_change_nothing",
+    );
+    assert_eq!(
+        done.error.as_deref(),
+        Some("WorkerNotReady"),
+        "{:?}",
+        done.cause
+    );
+    let launches = stack.launches_once_terminated(&arn).await?;
+    assert!(
+        launches
+            .iter()
+            .any(|(tag, n)| tag.parse::<u32>().is_ok() && *n == 3),
+        "a range tried on 3 fresh instances: {launches:?}"
+    );
+    // They ended at the instance limit, before any health check.
+    let mut range_states = Vec::new();
+    for child in stack.child_executions(&arn).await? {
+        let states = stack.state_names(&child).await?;
+        if states.iter().any(|s| s == "Prepare range") {
+            range_states.extend(states);
+        }
+    }
+    assert!(
+        range_states
+            .iter()
+            .any(|s| s == "Worker instance did not start"),
+        "{range_states:?}"
+    );
+    assert!(
+        !range_states.iter().any(|s| s == "Check worker health"),
+        "{range_states:?}"
+    );
+    assert_eq!(stack.live_state(MediaType::Audio).await?, live_before);
+    assert!(stack.live_instances(&arn).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_new_index_that_never_turns_green_fails_the_run_and_changes_nothing() -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    let live_before = stack.live_state(MediaType::Audio).await?;
+    let indices_before = stack.media_indices(MediaType::Audio).await?;
+    // One replica on a one-node cluster: no node may hold it, the index stays yellow, as on a
+    // cluster that lost the nodes for its replicas. Two health checks instead of 120.
+    let replicas = e2e::FunctionEnvironment::set("FinishIndexFunction", "SERVING_REPLICAS", "1")?;
+    let patched = e2e::PatchedDefinition::apply(&stack.refresh_arn, |definition| {
+        definition["States"]["Prepare input"]["Parameters"]["settings"]
+            ["index_health_max_checks.$"] = json!("States.StringToJson('2')");
+    })?;
+    let done = stack
+        .run(
+            &stack.refresh_arn,
+            "e2e-index-never-green",
+            json!({"media_type": "audio", "environment": "staging"}),
+            RUN_TIMEOUT,
+        )
+        .await;
+    drop(patched);
+    drop(replicas);
+    let done = done?;
+    assert_eq!(done.status, "FAILED", "{:?}", done.cause);
+    stack
+        .eventually(
+            "new indices and temp table removed",
+            Duration::from_secs(240),
+            || async {
+                Ok(
+                    stack.media_indices(MediaType::Audio).await? == indices_before
+                        && !stack.temp_table_exists(MediaType::Audio).await?,
+                )
+            },
+        )
+        .await?;
+    e2e::record(
+        "elasticsearch",
+        "the new index never turns green: a replica no node can hold (SERVING_REPLICAS 1 on one node; IndexHealthMaxChecks lowered to 2)",
+        &format!(
+            "ended at the health-check limit before the filtered index; failed cleanly ({})",
+            done.error.as_deref().unwrap_or("-")
+        ),
+        stack
+            .left_by_failure(MediaType::Audio, &done.arn, &live_before, &indices_before)
+            .await?,
+        "fault_matrix::a_new_index_that_never_turns_green_fails_the_run_and_changes_nothing",
+    );
+    assert_eq!(
+        done.error.as_deref(),
+        Some("IndexNotHealthy"),
+        "{:?}",
+        done.cause
+    );
+    let entered = stack.state_names(&done.arn).await?;
+    assert!(
+        entered
+            .iter()
+            .any(|s| s == "New index never became healthy"),
+        "{entered:?}"
+    );
+    assert!(
+        !entered.iter().any(|s| s == "Create filtered index"),
+        "{entered:?}"
+    );
+    assert!(alarm_actions_enabled()?, "the alarm's actions stayed off");
+    assert_eq!(stack.live_state(MediaType::Audio).await?, live_before);
+    Ok(())
 }

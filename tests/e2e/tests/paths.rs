@@ -1,7 +1,7 @@
 //! Paths of the data refresh that the graph tests only draw, executed: the alarm toggle
 //! (actions off for the reindex, back on after a success), `skip_copy` reusing a temp table,
-//! and a run in the production environment. (Back on after a failure: `fault_matrix.rs`,
-//! workers that never answer.)
+//! a run in the production environment, and a queued run whose conflict waits run out.
+//! (Alarms back on after a failure: `fault_matrix.rs`, workers that never answer.)
 
 use anyhow::Result;
 use e2e::{alarm_actions_enabled, eligible_rows, exclusive, load_sample_data, MediaType, Stack};
@@ -153,5 +153,81 @@ async fn a_production_run_uses_its_own_workers_and_no_row_limit() -> Result<()> 
         .filter(|tag| tag.parse::<u32>().is_ok())
         .count();
     assert_eq!(ranges, 2, "WorkersProduction=2 locally: {launches:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_queued_run_whose_waits_run_out_is_refused_and_the_running_one_goes_on() -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    load_sample_data()?;
+    let audio_before = stack.live_state(MediaType::Audio).await?;
+    let audio_indices_before = stack.media_indices(MediaType::Audio).await?;
+    let first = stack
+        .start(
+            &stack.refresh_arn,
+            "e2e-holds-staging",
+            json!({"media_type": "image", "environment": "staging"}),
+        )
+        .await?;
+    stack
+        .wait_for_state(&first, "Count documents before", Duration::from_secs(120))
+        .await?;
+    // ConflictMaxWaits down to 2 (of 1 s each locally) for the queued run only.
+    let patched = e2e::PatchedDefinition::apply(&stack.refresh_arn, |definition| {
+        definition["States"]["Prepare input"]["Parameters"]["settings"]["conflict_max_waits.$"] =
+            json!("States.StringToJson('2')");
+    })?;
+    let queued = stack
+        .run(
+            &stack.refresh_arn,
+            "e2e-waits-run-out",
+            json!({"media_type": "audio", "environment": "staging", "wait_if_busy": true}),
+            Duration::from_secs(120),
+        )
+        .await;
+    drop(patched);
+    let queued = queued?;
+    let entered = stack.state_names(&queued.arn).await?;
+    let waits = entered
+        .iter()
+        .filter(|s| *s == "Wait for the other run to finish")
+        .count();
+    e2e::record(
+        "execution",
+        "a queued run (wait_if_busy) whose conflict waits run out while another run holds the environment (ConflictMaxWaits lowered to 2)",
+        &format!(
+            "refused after {waits} waits ({}); the running one went on and succeeded",
+            queued.error.as_deref().unwrap_or("-")
+        ),
+        stack
+            .left_by_failure(
+                MediaType::Audio,
+                &queued.arn,
+                &audio_before,
+                &audio_indices_before,
+            )
+            .await?,
+        "paths::a_queued_run_whose_waits_run_out_is_refused_and_the_running_one_goes_on",
+    );
+    assert_eq!(queued.status, "FAILED");
+    assert_eq!(
+        queued.error.as_deref(),
+        Some("ConcurrencyConflict"),
+        "{:?}",
+        queued.cause
+    );
+    assert_eq!(waits, 2, "{entered:?}");
+    assert!(
+        !entered.iter().any(|s| s == "Count documents before"),
+        "the refused run started work: {entered:?}"
+    );
+    let first_done = stack.wait(&first, RUN_TIMEOUT).await?;
+    assert_eq!(
+        first_done.status, "SUCCEEDED",
+        "{:?} {:?}",
+        first_done.error, first_done.cause
+    );
+    assert_eq!(stack.live_state(MediaType::Audio).await?, audio_before);
     Ok(())
 }

@@ -5,7 +5,9 @@ LocalStack serves the EC2 API from moto, where instances are records only. Patch
 - RunInstances (direct parameters or a launch template) runs each instance's user data as
   a host process group, bound by convention to a unique loopback address 127.0.x.y (in
   $INSTANCE_IP), which DescribeInstances reports as PrivateIpAddress. No private-range
-  address is ever used. States move pending -> running.
+  address is ever used. States move pending -> running, after DATA_REFRESH_EC2_BOOT_DELAY
+  seconds, or after the seconds written in <DATA_REFRESH_EC2_DIR>/boot-delay-seconds while
+  that file exists (tests hold instances in pending, as a launch that never starts would).
 - Terminate/Stop kill the instance's whole process group (shutting-down -> terminated,
   stopping -> stopped). LocalStack's shutdown kills every instance.
 - The user data runs with a clean environment: INSTANCE_ID, INSTANCE_IP, the LocalStack
@@ -46,6 +48,14 @@ _instances: dict[str, _HostInstance] = {}  # instance id -> running host process
 def work_dir() -> Path:
     value = os.environ.get("DATA_REFRESH_EC2_DIR")
     return Path(value) if value else Path(tempfile.gettempdir()) / "data-refresh-ec2"
+
+
+def boot_delay() -> float:
+    """Seconds from launch to running: the test override file's when present and valid."""
+    try:
+        return max(0.0, float((work_dir() / "boot-delay-seconds").read_text().strip()))
+    except (OSError, ValueError):
+        return BOOT_DELAY_S
 
 
 class _HostInstance:
@@ -160,7 +170,7 @@ def launch(instance, region: str) -> None:
                  instance.id, process.pid, ip)
 
     def boot() -> None:
-        time.sleep(BOOT_DELAY_S)
+        time.sleep(boot_delay())
         if instance._state.name == "pending":
             _set_state(instance, "running", 16)
 
