@@ -75,16 +75,23 @@ impl MediaName {
     }
 }
 
+/// A text value that names its argument when it is not UTF-8 (clap's own check names none).
+fn utf8_value() -> impl clap::builder::TypedValueParser<Value = String> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new()
+        .try_map(|value| value.into_string().map_err(|_| "not valid UTF-8"))
+}
+
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// Media type(s) to refresh; repeat or use `all` for both (one execution each).
     #[arg(long, required = true, value_enum, value_delimiter = ',')]
     pub media: Vec<MediaChoice>,
     /// staging or production (checked by the same rule as the validate_input Lambda).
-    #[arg(long, default_value = "staging")]
+    #[arg(long, default_value = "staging", value_parser = utf8_value())]
     pub environment: String,
     /// Index suffix (default: the execution's start time, YYYYMMDDhhmmss).
-    #[arg(long)]
+    #[arg(long, value_parser = utf8_value())]
     pub suffix: Option<String>,
     /// Reuse the existing temp table: start at the tag filter and reindex.
     #[arg(long)]

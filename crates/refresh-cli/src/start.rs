@@ -66,7 +66,12 @@ pub fn build_input(media: &str, request: &StartRequest) -> Value {
         input.insert("row_limit".into(), Value::from(limit));
     }
     if let Some(pct) = request.max_drop_pct {
-        input.insert("max_record_drop_pct".into(), Value::from(pct));
+        // JSON has no NaN or infinity (`Value::from` would send null, read as "not given"):
+        // such a value goes as text, which the shared validation refuses naming the field.
+        let value = serde_json::Number::from_f64(pct)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::from(pct.to_string()));
+        input.insert("max_record_drop_pct".into(), value);
     }
     Value::Object(input)
 }
@@ -215,6 +220,20 @@ mod tests {
             (
                 StartRequest {
                     max_drop_pct: Some(-1.0),
+                    ..staging()
+                },
+                "--max-drop-pct",
+            ),
+            (
+                StartRequest {
+                    max_drop_pct: Some(f64::NAN),
+                    ..staging()
+                },
+                "--max-drop-pct",
+            ),
+            (
+                StartRequest {
+                    max_drop_pct: Some(f64::INFINITY),
                     ..staging()
                 },
                 "--max-drop-pct",

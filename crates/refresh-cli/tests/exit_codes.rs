@@ -1,6 +1,7 @@
 //! Each error path of the binary: its exit code and its one-line message. Nothing here
 //! reaches a real AWS endpoint: AWS calls go to a closed loopback port.
 
+use std::ffi::OsString;
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_refresh");
@@ -13,6 +14,10 @@ const KEY_ID: &str = "AKIDCLITESTKEYID";
 const SECRET: &str = "cli-test-secret-value";
 
 fn refresh(args: &[&str]) -> Output {
+    refresh_os(args.iter().map(OsString::from).collect())
+}
+
+fn refresh_os(args: Vec<OsString>) -> Output {
     Command::new(BIN)
         .args(args)
         .env_clear()
@@ -114,6 +119,120 @@ fn a_valid_dry_run_needs_no_aws() {
     assert!(text.contains("\"override_search_guard\":true"), "{text}");
     // Warned about, on stderr: the guard will not stop promotion.
     assert!(stderr(&output).contains("--override-search-guard"));
+}
+
+/// `refresh start` with one malformed argument.
+fn start_with(flag: &str, value: OsString) -> Vec<OsString> {
+    let mut args: Vec<OsString> = ["start", "--media", "image"].map(OsString::from).to_vec();
+    if flag == "--media" {
+        args.truncate(1);
+    }
+    args.push(flag.into());
+    args.push(value);
+    args
+}
+
+#[test]
+fn malformed_arguments_are_refused_naming_them_before_any_aws_call() {
+    use std::os::unix::ffi::OsStringExt;
+    let long_suffix = "a".repeat(300);
+    let text_cases: Vec<(&str, &str)> = vec![
+        ("--media", ""),
+        ("--media", "IMAGE"),
+        ("--media", "video"),
+        ("--media", "image;audio"),
+        ("--media", "image,"),
+        ("--environment", ""),
+        ("--environment", "Staging"),
+        ("--environment", "prod"),
+        ("--environment", "staging "),
+        ("--suffix", ""),
+        ("--suffix", "Init"),
+        ("--suffix", "a/b"),
+        ("--suffix", "a*b"),
+        ("--suffix", "a,b"),
+        ("--suffix", "a b"),
+        ("--suffix", "_x"),
+        ("--suffix", "+x"),
+        ("--suffix", "filtered"),
+        ("--suffix", "../x"),
+        ("--suffix", "x'; DROP TABLE image;--"),
+        ("--suffix", &long_suffix),
+        ("--row-limit", "-5"),
+        ("--row-limit", "0"),
+        ("--row-limit", "1.5"),
+        ("--row-limit", "ten"),
+        ("--row-limit", "99999999999999999999999"),
+        ("--max-drop-pct", "-1"),
+        ("--max-drop-pct", "250"),
+        ("--max-drop-pct", "NaN"),
+        ("--max-drop-pct", "inf"),
+        ("--max-drop-pct", "half"),
+    ];
+    let mut cases: Vec<(String, Vec<OsString>, &str)> = text_cases
+        .into_iter()
+        .map(|(flag, value)| {
+            let shown = format!("start {flag} {value:?}");
+            (shown, start_with(flag, value.into()), flag)
+        })
+        .collect();
+    cases.push((
+        "start --suffix <non-UTF-8 bytes>".to_string(),
+        start_with("--suffix", OsString::from_vec(b"ab\xff\xfe".to_vec())),
+        "--suffix",
+    ));
+    cases.push((
+        "start --media image --timeout 60 (needs --follow)".to_string(),
+        ["start", "--media", "image", "--timeout", "60"]
+            .map(OsString::from)
+            .to_vec(),
+        "--follow",
+    ));
+    cases.push((
+        "start --media image --bogus".to_string(),
+        ["start", "--media", "image", "--bogus"]
+            .map(OsString::from)
+            .to_vec(),
+        "--bogus",
+    ));
+    cases.push((
+        "start --media (no value)".to_string(),
+        ["start", "--media"].map(OsString::from).to_vec(),
+        "--media",
+    ));
+    let mut accepted = Vec::new();
+    for (shown, args, flag) in cases {
+        let output = refresh_os(args);
+        let text = stderr(&output);
+        let code = output.status.code();
+        // 2: clap refused it; 3: refresh_core::input refused it. Both before any AWS call
+        // (one would have hit the closed endpoint and exited 5).
+        let refused = matches!(code, Some(2 | 3)) && text.lines().count() == 1;
+        let named = text.contains(flag);
+        testkit::reliability::Trial {
+            kind: "CLI arguments",
+            fault: shown.clone(),
+            outcome: match code {
+                Some(code) if refused && named => format!("exit {code}, one line naming {flag}"),
+                _ => format!("exit {code:?}: {text}"),
+            },
+            lost: if matches!(code, Some(2 | 3)) {
+                "nothing".to_string()
+            } else {
+                "not refused before its AWS calls".to_string()
+            },
+            test: "exit_codes::malformed_arguments_are_refused_naming_them_before_any_aws_call"
+                .to_string(),
+        }
+        .record();
+        if !(refused && named) {
+            accepted.push(format!("{shown}: exit {code:?}: {text}"));
+        }
+    }
+    assert!(
+        accepted.is_empty(),
+        "not refused as expected: {accepted:#?}"
+    );
 }
 
 #[test]

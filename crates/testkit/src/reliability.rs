@@ -10,7 +10,7 @@ use serde_json::json;
 use std::path::PathBuf;
 
 /// The kinds of the matrix, in the order the table lists them.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "worker",
     "elasticsearch",
     "postgresql",
@@ -20,6 +20,7 @@ pub const KINDS: [&str; 9] = [
     "promotion",
     "execution input",
     "worker request",
+    "CLI arguments",
 ];
 
 #[derive(Debug, Clone)]
@@ -85,12 +86,17 @@ impl Trial {
         );
         let dir = records_dir().expect("no checkout above the test's folder");
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-        let slug: String = format!("{}-{}", self.test, self.fault)
+        let name = format!("{}-{}", self.test, self.fault);
+        let slug: String = name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .take(150)
             .collect();
-        let path = dir.join(format!("{slug}.json"));
+        // "a/b" and "a*b" share a slug: the hash of the whole name keeps them apart.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&name, &mut hasher);
+        let hash = std::hash::Hasher::finish(&hasher);
+        let path = dir.join(format!("{slug}-{hash:016x}.json"));
         let record = json!({
             "kind": self.kind,
             "fault": self.fault,
