@@ -517,6 +517,24 @@ impl Stack {
         Ok(row.get(0))
     }
 
+    /// Waits (up to 4 min) until a failed run's cleanup has removed its new indices and the
+    /// temp table: the media's indices are those before the run again.
+    pub async fn wait_until_cleaned_up(
+        &self,
+        media: MediaType,
+        indices_before: &BTreeSet<String>,
+    ) -> Result<()> {
+        self.eventually(
+            "new indices and temp table removed",
+            Duration::from_secs(240),
+            || async {
+                Ok(self.media_indices(media).await? == *indices_before
+                    && !self.temp_table_exists(media).await?)
+            },
+        )
+        .await
+    }
+
     /// Polls `check` until it holds or `timeout` passes; the last failure is the error.
     pub async fn eventually<F, Fut>(
         &self,
@@ -809,19 +827,20 @@ pub struct WorkerProcess {
     pub address: String,
 }
 
+/// Every process's pid and `/proc/<pid>` folder.
+fn processes() -> Result<impl Iterator<Item = (u32, PathBuf)>> {
+    Ok(std::fs::read_dir("/proc")?.filter_map(|entry| {
+        let entry = entry.ok()?;
+        let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+        Some((pid, entry.path()))
+    }))
+}
+
 /// Finds the worker bound to `ip` (`--bind <ip>:<port>` on its command line).
 pub fn find_worker_process(ip: &str) -> Result<Option<WorkerProcess>> {
     let prefix = format!("{ip}:");
-    for entry in std::fs::read_dir("/proc")? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+    for (pid, folder) in processes()? {
+        let Ok(cmdline) = std::fs::read(folder.join("cmdline")) else {
             continue;
         };
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
@@ -912,16 +931,8 @@ pub fn signal(pid: u32, signal: &str) -> Result<()> {
 pub fn lambda_processes(step: &str) -> Result<Vec<u32>> {
     let wanted = format!("REFRESH_STEP={step}");
     let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+    for (pid, folder) in processes()? {
+        let Ok(environ) = std::fs::read(folder.join("environ")) else {
             continue;
         };
         if environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes()) {

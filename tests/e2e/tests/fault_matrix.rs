@@ -378,16 +378,7 @@ async fn workers_that_never_answer_fail_their_range_after_every_attempt_and_chan
     );
     assert!(frozen.len() >= 3, "{frozen:?}");
     stack
-        .eventually(
-            "new indices and temp table removed",
-            Duration::from_secs(240),
-            || async {
-                Ok(
-                    stack.media_indices(MediaType::Audio).await? == indices_before
-                        && !stack.temp_table_exists(MediaType::Audio).await?,
-                )
-            },
-        )
+        .wait_until_cleaned_up(MediaType::Audio, &indices_before)
         .await?;
     e2e::record(
         "worker",
@@ -574,16 +565,7 @@ async fn a_range_that_outlasts_its_polls_fails_after_every_attempt_and_changes_n
     let done = done?;
     assert_eq!(done.status, "FAILED", "{:?}", done.cause);
     stack
-        .eventually(
-            "new indices and temp table removed",
-            Duration::from_secs(240),
-            || async {
-                Ok(
-                    stack.media_indices(MediaType::Image).await? == indices_before
-                        && !stack.temp_table_exists(MediaType::Image).await?,
-                )
-            },
-        )
+        .wait_until_cleaned_up(MediaType::Image, &indices_before)
         .await?;
     e2e::record(
         "worker",
@@ -661,16 +643,7 @@ async fn instances_that_never_reach_running_fail_their_range_after_every_attempt
     let done = done?;
     assert_eq!(done.status, "FAILED", "{:?}", done.cause);
     stack
-        .eventually(
-            "new indices and temp table removed",
-            Duration::from_secs(240),
-            || async {
-                Ok(
-                    stack.media_indices(MediaType::Audio).await? == indices_before
-                        && !stack.temp_table_exists(MediaType::Audio).await?,
-                )
-            },
-        )
+        .wait_until_cleaned_up(MediaType::Audio, &indices_before)
         .await?;
     e2e::record(
         "worker",
@@ -747,16 +720,7 @@ async fn a_new_index_that_never_turns_green_fails_the_run_and_changes_nothing() 
     let done = done?;
     assert_eq!(done.status, "FAILED", "{:?}", done.cause);
     stack
-        .eventually(
-            "new indices and temp table removed",
-            Duration::from_secs(240),
-            || async {
-                Ok(
-                    stack.media_indices(MediaType::Audio).await? == indices_before
-                        && !stack.temp_table_exists(MediaType::Audio).await?,
-                )
-            },
-        )
+        .wait_until_cleaned_up(MediaType::Audio, &indices_before)
         .await?;
     e2e::record(
         "elasticsearch",

@@ -218,16 +218,7 @@ async fn elasticsearch_lost_during_the_filtered_reindex_fails_the_run_and_change
     // Cleanup (the Catch's, or the status change rule's) removes the run's new indices and
     // temp table once Elasticsearch is back; the live table and aliases never changed.
     stack
-        .eventually(
-            "new indices and temp table removed",
-            Duration::from_secs(240),
-            || async {
-                Ok(
-                    stack.media_indices(MediaType::Image).await? == indices_before
-                        && !stack.temp_table_exists(MediaType::Image).await?,
-                )
-            },
-        )
+        .wait_until_cleaned_up(MediaType::Image, &indices_before)
         .await?;
     e2e::record(
         "elasticsearch",
