@@ -8,6 +8,7 @@
 #   REFRESH_SECRET_ID   Secrets Manager id holding api_db_url, es_url, worker_token (required)
 #   WORKER_PORT         default 8003
 #   IDLE_SHUTDOWN_SECS  default 3600: a forgotten instance stops (and, on AWS, terminates)
+#   SENSITIVE_TERMS_URL the sensitive-terms list a dual-write task reads (the Lambdas' own)
 #   WORKER_BINARY       path of an already built binary (the LocalStack emulation uses the
 #                       workspace build and skips the download)
 #   INSTANCE_IP         set by the LocalStack EC2 emulation (a 127.0.x.y address); on AWS the

@@ -7,7 +7,7 @@
 
 use crate::runtime::StepFailure;
 use refresh_core::error::{ErrorKind, StepError};
-use refresh_core::input::RefreshParams;
+use refresh_core::input::{FilteredIndexMode, RefreshParams};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
@@ -28,7 +28,8 @@ pub use refresh_core::worker_api::{
     TaskStatus as WorkerTaskStatus,
 };
 
-/// Index rows `start_id..=end_id` of the temp table into the new index.
+/// Index rows `start_id..=end_id` of the temp table into the new index (and, in dual-write
+/// mode, the clean ones into the new filtered index in the same pass).
 pub fn task_for_range(params: &RefreshParams, start_id: i64, end_id: i64) -> TaskRequest {
     TaskRequest {
         model_name: params.media_type.as_str().to_string(),
@@ -36,6 +37,8 @@ pub fn task_for_range(params: &RefreshParams, start_id: i64, end_id: i64) -> Tas
         target_index: params.new_index.clone(),
         start_id,
         end_id,
+        filtered_index: (params.filtered_index == FilteredIndexMode::DualWrite)
+            .then(|| params.new_filtered_index.clone()),
     }
 }
 
@@ -118,6 +121,7 @@ pub fn evaluate(
         || status.table_name != expected.table_name
         || status.start_id != expected.start_id
         || status.end_id != expected.end_id
+        || status.filtered_index != expected.filtered_index
     {
         return Err(StepError::invalid_state(format!(
             "worker task {} indexes {} ids {}..={} into {}, not {} ids {}..={} into {}",
@@ -139,9 +143,20 @@ pub fn evaluate(
             done: false,
         });
     }
-    let reason = match (&status.error, status.failed) {
+    let dual_write_settled = status.filtered_indexed + status.sensitive == status.indexed;
+    let reason = match (&status.error, status.failed + status.filtered_failed) {
         (Some(error), _) => Some(format!("ended with error: {}", quote(error))),
-        (None, failed) if failed > 0 => Some(format!("could not index {failed} documents")),
+        (None, failed) if failed > 0 => Some(format!(
+            "could not index {failed} documents ({} into the main index, {} into the filtered one)",
+            status.failed, status.filtered_failed
+        )),
+        (None, _) if status.filtered_index.is_some() && !dual_write_settled => Some(format!(
+            "wrote {} documents to {} and left out {} sensitive ones, which is not the {} indexed",
+            status.filtered_indexed,
+            status.filtered_index.as_deref().unwrap_or_default(),
+            status.sensitive,
+            status.indexed
+        )),
         (None, _) => None,
     };
     if let Some(reason) = reason {
@@ -405,6 +420,7 @@ mod tests {
             target_index: "image-init".into(),
             start_id: 1,
             end_id: 500,
+            filtered_index: None,
         }
     }
 
@@ -443,6 +459,39 @@ mod tests {
         let err = evaluate(status(false, None, 2), &expected()).unwrap_err();
         assert_eq!(err.name, "WorkerTaskFailed");
         assert!(err.message.contains("2 documents"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_dual_write_task_must_account_for_every_document_in_both_indices() {
+        let dual = TaskRequest {
+            filtered_index: Some("image-init-filtered".into()),
+            ..expected()
+        };
+        let with = |filtered_indexed, sensitive, filtered_failed| {
+            let mut s = status(false, None, 0);
+            s.filtered_index = Some("image-init-filtered".into());
+            (s.filtered_indexed, s.sensitive, s.filtered_failed) =
+                (filtered_indexed, sensitive, filtered_failed);
+            evaluate(s, &dual)
+        };
+        assert!(with(185, 5, 0).unwrap().done);
+        let err = with(180, 5, 0).unwrap_err();
+        assert_eq!(err.name, "WorkerTaskFailed");
+        assert!(
+            err.message
+                .contains("wrote 180 documents to image-init-filtered and left out 5"),
+            "{}",
+            err.message
+        );
+        let err = with(184, 5, 1).unwrap_err();
+        assert!(
+            err.message.contains("1 into the filtered one"),
+            "{}",
+            err.message
+        );
+        // A worker that wrote the main index only did not do what was asked.
+        let err = evaluate(status(false, None, 0), &dual).unwrap_err();
+        assert_eq!(err.name, "InvalidState");
     }
 
     #[test]

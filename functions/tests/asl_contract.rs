@@ -9,7 +9,8 @@
 
 use refresh_core::es::{
     AliasPromotion, AliasesPromotion, CreatedIndex, DeletedIndices, DocumentCounts,
-    FilteredReindexStarted, IndexHealth, PreflightReport, SearchGuardReport, TaskStatus,
+    FilteredReindexStarted, FilteredVerification, IndexHealth, PreflightReport, SearchGuardReport,
+    TaskStatus,
 };
 use refresh_core::guard::DropReport;
 use refresh_core::machines::ADMISSION_STATES;
@@ -67,7 +68,8 @@ fn sample_params() -> Value {
         "new_index": "image-init", "new_filtered_index": "image-init-filtered",
         "temp_table": "temp_import_image", "skip_copy": false, "allow_concurrent": false, "wait_if_busy": false,
         "max_record_drop_pct": 10.0, "override_record_drop": false, "row_limit": 100000,
-        "worker_count": 2, "launch_template": "stack-indexer-worker-staging"
+        "worker_count": 2, "launch_template": "stack-indexer-worker-staging",
+        "filtered_index": "dual_write"
     })
 }
 
@@ -229,6 +231,24 @@ fn output_keys(step: &str) -> BTreeSet<String> {
             terms_count: 1,
             created_index: true,
         }),
+        // Every outcome's fields: the machine reads `outcome` and `filtered_count`.
+        "verify_filtered_index" => {
+            let mut all = keys(FilteredVerification::Verified {
+                main_count: 1,
+                sensitive_in_main: 0,
+                filtered_count: 1,
+            });
+            all.extend(keys(FilteredVerification::Rebuild {
+                main_count: 1,
+                sensitive_in_main: 0,
+                expected: 1,
+                filtered_count: 0,
+                sensitive_in_filtered: 0,
+                deleted: 0,
+                reason: "r".into(),
+            }));
+            all
+        }
         "get_es_task" => keys(TaskStatus {
             task_id: "n:1".into(),
             completed: true,

@@ -7,7 +7,7 @@
 
 use refresh_core::es::{
     AliasPromotion, CreatedIndex, DeletedIndices, DocumentCounts, FilteredReindexStarted,
-    IndexHealth, TaskStatus,
+    FilteredVerification, IndexHealth, TaskStatus,
 };
 use refresh_core::guard::DropReport;
 use refresh_core::pg::copy::CopyProgress;
@@ -392,7 +392,17 @@ fn largest(slot: &str) -> Value {
         "alias_promotion" => json!({"promotions": [promotion.clone(), promotion.clone()],
                                     "previous_indices": ["image-20260223000405", "image-20260223000405-filtered"]}),
         "filtered_alias_promotion" => promotion,
-        "deleted_old_index" | "deleted_old_filtered_index" => serde_json::to_value(DeletedIndices {
+        "filtered_verification" => serde_json::to_value(FilteredVerification::Rebuild {
+            main_count: u64::MAX,
+            sensitive_in_main: u64::MAX,
+            expected: u64::MAX,
+            filtered_count: u64::MAX,
+            sensitive_in_filtered: u64::MAX,
+            deleted: u64::MAX,
+            reason: format!("{} sensitive documents in the filtered index, more than the {} the gate deletes", u64::MAX, u64::MAX),
+        })
+        .unwrap(),
+        "deleted_old_index" | "deleted_old_filtered_index" | "unverified_filtered_index" => serde_json::to_value(DeletedIndices {
             deleted: vec!["image-20260223000405-filtered".into()],
             missing: vec![],
         })

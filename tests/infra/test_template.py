@@ -834,6 +834,7 @@ def test_lambda_tasks_only_pass_documented_fields():
         "CheckIndexHealth": {"index", "params"},
         "StartFilteredReindex": {"params", "source_index"},
         "GetEsTask": {"task_id", "params"},
+        "VerifyFilteredIndex": {"params"},
         "CheckRecordDrop": {"params", "before", "new_index"},
         "CheckSearchGuard": {"params"},
         "PreflightPromotion": {"params"},

@@ -58,15 +58,28 @@ pub enum ApiError {
     #[error(transparent)]
     BadRequest(#[from] RequestError),
     /// 400: reindexing into a missing index would create it with dynamic mappings.
-    #[error("target_index {0:?} does not exist: create it before reindexing into it")]
-    MissingIndex(String),
+    /// (`field`: `target_index` or `filtered_index`.)
+    #[error("{field} {index:?} does not exist: create it before reindexing into it")]
+    MissingIndex { field: &'static str, index: String },
     /// 400 (not 409, which callers take for "worker busy, try again"): an alias name. Bulk
     /// requests through it would write unfiltered documents into the index it serves.
-    #[error("target_index {index:?} is an alias (of {}), not an index: a worker writes only into a new, unaliased <media>-<suffix> index", .indices.join(", "))]
-    AliasTarget { index: String, indices: Vec<String> },
+    #[error("{field} {index:?} is an alias (of {}), not an index: a worker writes only into a new, unaliased <media>-<suffix> index", .indices.join(", "))]
+    AliasTarget {
+        field: &'static str,
+        index: String,
+        indices: Vec<String>,
+    },
     /// 400, likewise: an index an alias points at is serving (or about to); never written by a worker.
-    #[error("target_index {index:?} is behind alias {}: a worker writes only into a new, unaliased <media>-<suffix> index", .aliases.join(", "))]
-    AliasedIndex { index: String, aliases: Vec<String> },
+    #[error("{field} {index:?} is behind alias {}: a worker writes only into a new, unaliased <media>-<suffix> index", .aliases.join(", "))]
+    AliasedIndex {
+        field: &'static str,
+        index: String,
+        aliases: Vec<String>,
+    },
+    /// 400: a dual-write task on a worker started without `SENSITIVE_TERMS_URL` could not
+    /// tell which documents the filtered index must leave out.
+    #[error("filtered_index: this worker has no sensitive terms list (SENSITIVE_TERMS_URL is not set), so it cannot write a filtered index")]
+    NoSensitiveTerms,
     /// What an extractor refused, with its status: 413 (body over the limit), 400 (a body
     /// that cannot be read or parsed, a bad path), 415 (not JSON).
     #[error("{message}")]
@@ -98,9 +111,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_)
-            | ApiError::MissingIndex(_)
+            | ApiError::MissingIndex { .. }
             | ApiError::AliasTarget { .. }
-            | ApiError::AliasedIndex { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::AliasedIndex { .. }
+            | ApiError::NoSensitiveTerms => StatusCode::BAD_REQUEST,
             ApiError::Rejected { status, .. } => *status,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -286,7 +300,13 @@ fn busy(other: &Entry) -> ApiError {
 
 /// Starts (or finds running) a reindex; returns its id and whether it is new.
 async fn start_reindex(state: &Arc<AppState>, spec: TaskSpec) -> Result<(String, bool), ApiError> {
-    check_target(&state.services.es, &spec.target_index).await?;
+    check_target(&state.services.es, "target_index", &spec.target_index).await?;
+    if let Some(filtered) = &spec.filtered_index {
+        if state.services.sensitive_terms_url.is_none() {
+            return Err(ApiError::NoSensitiveTerms);
+        }
+        check_target(&state.services.es, "filtered_index", filtered).await?;
+    }
     let (task, created) = match state.registry.start(spec) {
         Started::New(task) => (task, true),
         Started::Existing(task) => (task, false),
@@ -327,21 +347,28 @@ fn start_sql(state: &Arc<AppState>, spec: SqlSpec) -> Result<(String, bool), Api
 /// The target must be an existing index no alias points at, and not an alias itself (its
 /// name was checked by `request`): a worker writes unfiltered documents, so with a temp table
 /// present it could otherwise overwrite a serving index.
-async fn check_target(es: &refresh_core::es::SearchClient, index: &str) -> Result<(), ApiError> {
+async fn check_target(
+    es: &refresh_core::es::SearchClient,
+    field: &'static str,
+    index: &str,
+) -> Result<(), ApiError> {
     let target = resolve_name(es, index)
         .await
         .map_err(|e| ApiError::SearchUnavailable(e.message))?;
+    let index = index.to_string();
     match target {
         NameTarget::Index { aliases } if aliases.is_empty() => Ok(()),
         NameTarget::Index { aliases } => Err(ApiError::AliasedIndex {
-            index: index.to_string(),
+            field,
+            index,
             aliases,
         }),
         NameTarget::Alias { indices } => Err(ApiError::AliasTarget {
-            index: index.to_string(),
+            field,
+            index,
             indices,
         }),
-        NameTarget::Missing => Err(ApiError::MissingIndex(index.to_string())),
+        NameTarget::Missing => Err(ApiError::MissingIndex { field, index }),
     }
 }
 
@@ -369,9 +396,25 @@ mod tests {
                 "start_id 5 is greater than end_id 4",
             ),
             (
-                ApiError::MissingIndex("image-x".into()),
+                ApiError::MissingIndex {
+                    field: "target_index",
+                    index: "image-x".into(),
+                },
                 400,
                 "target_index \"image-x\" does not exist: create it before reindexing into it",
+            ),
+            (
+                ApiError::MissingIndex {
+                    field: "filtered_index",
+                    index: "image-x-filtered".into(),
+                },
+                400,
+                "filtered_index \"image-x-filtered\" does not exist: create it before reindexing into it",
+            ),
+            (
+                ApiError::NoSensitiveTerms,
+                400,
+                "filtered_index: this worker has no sensitive terms list (SENSITIVE_TERMS_URL is not set), so it cannot write a filtered index",
             ),
             (ApiError::Unauthorized, 401, "missing or wrong bearer token"),
             (
@@ -390,6 +433,7 @@ mod tests {
             ),
             (
                 ApiError::AliasTarget {
+                    field: "target_index",
                     index: "image-serving".into(),
                     indices: vec!["image-a".into()],
                 },
@@ -398,6 +442,7 @@ mod tests {
             ),
             (
                 ApiError::AliasedIndex {
+                    field: "target_index",
                     index: "image-a".into(),
                     aliases: vec!["image".into(), "x".into()],
                 },
@@ -479,6 +524,7 @@ mod tests {
                 db_url: "postgres://worker@127.0.0.1:1/api".into(),
                 es: refresh_core::es::SearchClient::new(es_url).unwrap(),
                 catalog_fdw: None,
+                sensitive_terms_url: None,
             },
             pipeline: PipelineConfig::default(),
             sql: SqlConfig::default(),
@@ -676,6 +722,7 @@ mod tests {
                 db_url: "postgres://worker@127.0.0.1:1/api".into(),
                 es: refresh_core::es::SearchClient::new(es_url).unwrap(),
                 catalog_fdw: None,
+                sensitive_terms_url: None,
             },
             pipeline: PipelineConfig::default(),
             sql: SqlConfig::default(),

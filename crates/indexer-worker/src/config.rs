@@ -35,6 +35,12 @@ pub struct Cli {
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
 
+    /// The sensitive-terms list (file path or http(s) URL, one term a line), read once per
+    /// dual-write task: documents with one of its terms stay out of the filtered index. The
+    /// same location as the Lambdas' `SENSITIVE_TERMS_URL` (the filtered `_reindex` reads it).
+    #[arg(long, env = "SENSITIVE_TERMS_URL")]
+    pub sensitive_terms_url: Option<String>,
+
     /// Rows fetched from PostgreSQL per keyset page.
     #[arg(long, env = "PAGE_ROWS", default_value_t = 5_000)]
     pub page_rows: u32,

@@ -52,6 +52,10 @@ pub async fn run(cli: Cli, secrets: Secrets) -> anyhow::Result<ExitReason> {
             db_url: secrets.api_db_url,
             es: es.clone(),
             catalog_fdw: secrets.catalog_fdw,
+            sensitive_terms_url: cli
+                .sensitive_terms_url
+                .clone()
+                .filter(|u| !u.trim().is_empty()),
         },
         pipeline,
         sql: cli.sql_config(),

@@ -3,7 +3,9 @@
 //! - reader: keyset pages of `page_rows` rows (`refresh_core::document::select_sql`) into a
 //!   channel of two pages;
 //! - converter: each row → `SourceRow` → `Document` → NDJSON pair, cut into batches by
-//!   document count and bytes, into a channel as deep as the number of senders;
+//!   document count and bytes, into a channel as deep as the number of senders; with dual
+//!   write, the same pair also goes into the filtered index's batches unless the document
+//!   has a sensitive term (`refresh_core::sensitive`, the list read once per task);
 //! - senders: `in_flight` bulk requests at once, each with its own retries
 //!   ([`BulkSender`]); each attempt's outcome is recorded on the task here.
 //!
@@ -14,10 +16,11 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use refresh_core::document::{select_sql, to_document, write_bulk_action, SourceRow};
-use refresh_core::es::SearchClient;
+use refresh_core::es::{load_sensitive_terms, SearchClient};
 use refresh_core::media::MediaType;
 use refresh_core::pg::connect::{connect, describe, parse_url};
 use refresh_core::pg::error::pg_error;
+use refresh_core::sensitive::SensitiveTerms;
 use refresh_core::settings::CatalogFdw;
 use tokio::sync::mpsc;
 use tokio_postgres::Row;
@@ -49,16 +52,32 @@ pub struct Services {
     /// How the API database reaches the catalog over `postgres_fdw`: only the `finish_copy`
     /// job of audio needs it (the audioset copy). Its `Debug` hides user and password.
     pub catalog_fdw: Option<CatalogFdw>,
+    /// Where the sensitive-terms list is (`SENSITIVE_TERMS_URL`): dual-write tasks read it.
+    /// `Debug` says only whether it is set (a URL may carry a token).
+    pub sensitive_terms_url: Option<String>,
 }
 
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Services {{ db: <redacted>, es: {:?}, catalog_fdw: {:?} }}",
-            self.es, self.catalog_fdw
+            "Services {{ db: <redacted>, es: {:?}, catalog_fdw: {:?}, sensitive_terms: {} }}",
+            self.es,
+            self.catalog_fdw,
+            if self.sensitive_terms_url.is_some() {
+                "set"
+            } else {
+                "unset"
+            }
         )
     }
+}
+
+/// Which index a batch goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Main,
+    Filtered,
 }
 
 /// Why a task stopped before settling every row.
@@ -154,7 +173,15 @@ async fn run(
         rows_total.max(0) as u64,
         std::sync::atomic::Ordering::Relaxed,
     );
+    let sensitive = match &spec.filtered_index {
+        Some(_) => Some(Arc::new(
+            read_sensitive_terms(services).await.map_err(Stop::Failed)?,
+        )),
+        None => None,
+    };
     tracing::info!(task_id = %task.id, table = media.temp_table(), index = %spec.target_index,
+        filtered_index = spec.filtered_index.as_deref(),
+        sensitive_terms = sensitive.as_ref().map(|terms| terms.len()),
         start_id = spec.start_id, end_id = spec.end_id, rows_total, "task started");
 
     // Cancelled by shutdown, or by any stage that fails, so the others stop too.
@@ -171,7 +198,7 @@ async fn run(
     };
 
     let (page_tx, page_rx) = mpsc::channel::<Vec<Row>>(2);
-    let (batch_tx, batch_rx) = mpsc::channel::<Batch>(config.bulk.in_flight);
+    let (batch_tx, batch_rx) = mpsc::channel::<(Target, Batch)>(config.bulk.in_flight);
 
     let reader = read_pages(
         client.clone(),
@@ -188,15 +215,22 @@ async fn run(
         page_rx,
         batch_tx,
         config.bulk.clone(),
+        sensitive,
         abort.clone(),
     );
-    let sender = BulkSender::new(
-        services.es.clone(),
-        spec.target_index.clone(),
-        config.bulk.clone(),
-        task.id.clone(),
-    );
-    let senders = send_batches(sender, task, batch_rx, &abort, &fail);
+    let sender_into = |index: &String| {
+        BulkSender::new(
+            services.es.clone(),
+            index.clone(),
+            config.bulk.clone(),
+            task.id.clone(),
+        )
+    };
+    let senders = Senders {
+        main: sender_into(&spec.target_index),
+        filtered: spec.filtered_index.as_ref().map(sender_into),
+    };
+    let senders = send_batches(senders, task, batch_rx, &abort, &fail);
 
     let (read, convert, ()) = tokio::join!(reader, converter, senders);
     if let Err(message) = read.and(convert) {
@@ -215,6 +249,19 @@ async fn run(
         Some(message) => Err(Stop::Failed(message)),
         None => Ok(()),
     }
+}
+
+/// The list from `SENSITIVE_TERMS_URL`, once per task (`api.rs` refuses a dual-write task
+/// when it is not set).
+async fn read_sensitive_terms(services: &Services) -> Result<SensitiveTerms, String> {
+    let location = services.sensitive_terms_url.as_deref().ok_or(
+        "the worker has no sensitive terms list (SENSITIVE_TERMS_URL) for the filtered index",
+    )?;
+    let cannot = |e: refresh_core::error::StepError| {
+        format!("cannot read the sensitive terms list: {}", e.message)
+    };
+    let list = load_sensitive_terms(location).await.map_err(cannot)?;
+    SensitiveTerms::new(&list).map_err(cannot)
 }
 
 /// `<context>: PostgreSQL error <SQLSTATE>: <server message>; detail: …` through
@@ -264,16 +311,22 @@ async fn convert_pages(
     media: MediaType,
     task: Arc<Task>,
     mut pages: mpsc::Receiver<Vec<Row>>,
-    batches: mpsc::Sender<Batch>,
+    batches: mpsc::Sender<(Target, Batch)>,
     config: BulkConfig,
+    sensitive: Option<Arc<SensitiveTerms>>,
     abort: CancellationToken,
 ) -> Result<(), String> {
-    let mut builder = BatchBuilder::new(config.max_docs, config.max_bytes);
+    let mut main = BatchBuilder::new(config.max_docs, config.max_bytes);
+    // Dual write: the filtered index's batches and the terms that keep a document out.
+    let mut filtered =
+        sensitive.map(|terms| (terms, BatchBuilder::new(config.max_docs, config.max_bytes)));
+    // One serialisation per document: its pair is copied into both batches.
+    let mut pair = Vec::new();
     while let Some(page) = pages.recv().await {
         if abort.is_cancelled() {
             return Ok(());
         }
-        let mut skipped = 0;
+        let (mut skipped, mut left_out) = (0, 0);
         let mut full = Vec::new();
         for row in &page {
             let source = SourceRow::from_row(row).map_err(|e| {
@@ -286,9 +339,35 @@ async fn convert_pages(
                 skipped += 1;
                 continue;
             };
-            match builder.push(source.id, |out| write_bulk_action(&doc, out)) {
-                Ok(Some(batch)) => full.push(batch),
-                Ok(None) => {}
+            let pushed = match &mut filtered {
+                None => main
+                    .push(source.id, |out| write_bulk_action(&doc, out))
+                    .map(|batch| (batch, None)),
+                Some((terms, filtered_builder)) => {
+                    pair.clear();
+                    write_bulk_action(&doc, &mut pair).map(|()| {
+                        let copy = |out: &mut Vec<u8>| {
+                            out.extend_from_slice(&pair);
+                            Ok::<(), std::convert::Infallible>(())
+                        };
+                        let main_batch = main.push(source.id, copy).unwrap_or_else(|e| match e {});
+                        let filtered_batch = if terms.is_sensitive(&doc) {
+                            left_out += 1;
+                            None
+                        } else {
+                            filtered_builder
+                                .push(source.id, copy)
+                                .unwrap_or_else(|e| match e {})
+                        };
+                        (main_batch, filtered_batch)
+                    })
+                }
+            };
+            match pushed {
+                Ok((main_batch, filtered_batch)) => {
+                    full.extend(main_batch.map(|b| (Target::Main, b)));
+                    full.extend(filtered_batch.map(|b| (Target::Filtered, b)));
+                }
                 Err(e) => {
                     task.counters.add_failed(1);
                     task.record_error(format!("id {}: cannot serialise document: {e}", source.id));
@@ -297,54 +376,100 @@ async fn convert_pages(
         }
         drop(page);
         task.counters.add_skipped(skipped);
-        for batch in full {
-            if batches.send(batch).await.is_err() {
+        task.counters.add_sensitive(left_out);
+        for routed in full {
+            if batches.send(routed).await.is_err() {
                 return Ok(());
             }
         }
     }
-    if let Some(batch) = builder.finish() {
-        if !abort.is_cancelled() {
-            let _ = batches.send(batch).await;
+    let last = [
+        main.finish().map(|b| (Target::Main, b)),
+        filtered
+            .as_mut()
+            .and_then(|(_, builder)| builder.finish())
+            .map(|b| (Target::Filtered, b)),
+    ];
+    for routed in last.into_iter().flatten() {
+        if abort.is_cancelled() || batches.send(routed).await.is_err() {
+            break;
         }
     }
     Ok(())
 }
 
+/// One sender per index the task writes.
+struct Senders {
+    main: BulkSender,
+    filtered: Option<BulkSender>,
+}
+
 async fn send_batches(
-    sender: BulkSender,
+    senders: Senders,
     task: &Task,
-    mut batches: mpsc::Receiver<Batch>,
+    mut batches: mpsc::Receiver<(Target, Batch)>,
     abort: &CancellationToken,
     fail: &impl Fn(String),
 ) {
-    let sender = &sender;
+    let senders = &senders;
     let stream = futures::stream::poll_fn(|cx| batches.poll_recv(cx));
     stream
-        .for_each_concurrent(sender.config().in_flight, |batch| async move {
-            // Once stopping, queued batches are left unsent (and uncounted), not failed.
-            if abort.is_cancelled() {
-                return;
-            }
-            let sent = sender
-                .send(batch, abort, |outcome| record_outcome(task, outcome))
-                .await;
-            if let Err(e) = sent {
-                fail(format!("Elasticsearch bulk indexing failed: {e}"));
-            }
-        })
+        .for_each_concurrent(
+            senders.main.config().in_flight,
+            |(target, batch)| async move {
+                // Once stopping, queued batches are left unsent (and uncounted), not failed.
+                if abort.is_cancelled() {
+                    return;
+                }
+                let sender = match (target, &senders.filtered) {
+                    (Target::Filtered, Some(filtered)) => filtered,
+                    _ => &senders.main,
+                };
+                let sent = sender
+                    .send(batch, abort, |outcome| {
+                        record_outcome(task, target, outcome)
+                    })
+                    .await;
+                if let Err(e) = sent {
+                    let which = match target {
+                        Target::Main => "",
+                        Target::Filtered => " into the filtered index",
+                    };
+                    fail(format!("Elasticsearch bulk indexing{which} failed: {e}"));
+                }
+            },
+        )
         .await;
 }
 
 /// Records what a bulk attempt settled on the task: its counters and first errors.
-fn record_outcome(task: &Task, outcome: BulkOutcome) {
-    task.counters.add_indexed(outcome.indexed);
-    task.counters.add_failed(outcome.failed);
-    for error in outcome.errors {
-        if let Some(id) = error.id {
-            tracing::warn!(task_id = %task.id, id, error = %error.error, "document not indexed");
+fn record_outcome(task: &Task, target: Target, outcome: BulkOutcome) {
+    match target {
+        Target::Main => {
+            task.counters.add_indexed(outcome.indexed);
+            task.counters.add_failed(outcome.failed);
         }
-        task.record_error(error.to_string());
+        Target::Filtered => {
+            task.counters.add_filtered_indexed(outcome.indexed);
+            task.counters.add_filtered_failed(outcome.failed);
+        }
+    }
+    for error in outcome.errors {
+        let index = match target {
+            Target::Main => &task.spec.target_index,
+            Target::Filtered => task
+                .spec
+                .filtered_index
+                .as_ref()
+                .unwrap_or(&task.spec.target_index),
+        };
+        if let Some(id) = error.id {
+            tracing::warn!(task_id = %task.id, id, %index, error = %error.error, "document not indexed");
+        }
+        match target {
+            Target::Main => task.record_error(error.to_string()),
+            Target::Filtered => task.record_error(format!("{index}: {error}")),
+        }
     }
 }
 
@@ -431,11 +556,13 @@ mod tests {
             db_url,
             es: SearchClient::new("http://127.0.0.1:1").unwrap(),
             catalog_fdw: None,
+            sensitive_terms_url: None,
         };
         let registry = TaskRegistry::default();
         let Started::New(task) = registry.start(TaskSpec {
             media: MediaType::Image,
             target_index: "image-x".into(),
+            filtered_index: None,
             start_id: 1,
             end_id: 10,
         }) else {
@@ -468,6 +595,7 @@ mod tests {
         let Started::New(task) = registry.start(TaskSpec {
             media: MediaType::Image,
             target_index: "image-x".into(),
+            filtered_index: None,
             start_id: 1,
             end_id: 10,
         }) else {
@@ -475,6 +603,7 @@ mod tests {
         };
         record_outcome(
             &task,
+            Target::Main,
             BulkOutcome {
                 indexed: 5,
                 failed: 3,

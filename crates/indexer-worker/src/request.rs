@@ -5,7 +5,7 @@
 //! any other body is a reindex, parsed exactly as before the SQL tasks existed.
 
 use refresh_core::media::MediaType;
-use refresh_core::names::{check_new_index, media_of_index};
+use refresh_core::names::{check_new_index, filtered_index_name, media_of_index};
 use refresh_core::worker_api::{SqlJob, SqlTaskRequest, TaskKind, MAX_SQL_PARALLELISM};
 
 use crate::sql_task::SqlSpec;
@@ -55,6 +55,11 @@ pub enum RequestError {
     ParallelismOutOfRange(u32),
     #[error("parallelism applies to the reapply job only, not to {0}")]
     ParallelismNotApplicable(SqlJob),
+    /// Dual write goes only into the target's own filtered index.
+    #[error(
+        "filtered_index {given:?} is not the filtered index of target_index: expected {expected:?}"
+    )]
+    NotTheTargetsFilteredIndex { given: String, expected: String },
 }
 
 /// Parses and validates a `POST /task` body of either kind; `default_parallelism` is the
@@ -168,11 +173,21 @@ pub fn validate(request: TaskRequest) -> Result<TaskSpec, RequestError> {
             model: request.model_name,
         });
     }
-    check_new_index(media, &request.target_index, "target_index")
+    let suffix = check_new_index(media, &request.target_index, "target_index")
         .map_err(|e| RequestError::NotANewIndex(e.message))?;
+    let expected_filtered = filtered_index_name(media, suffix);
+    if let Some(given) = &request.filtered_index {
+        if *given != expected_filtered {
+            return Err(RequestError::NotTheTargetsFilteredIndex {
+                given: given.clone(),
+                expected: expected_filtered,
+            });
+        }
+    }
     Ok(TaskSpec {
         media,
         target_index: request.target_index,
+        filtered_index: request.filtered_index,
         start_id: request.start_id,
         end_id: request.end_id,
     })
@@ -205,6 +220,7 @@ mod tests {
             TaskSpec {
                 media: MediaType::Audio,
                 target_index: "audio-init".into(),
+                filtered_index: None,
                 start_id: 1,
                 end_id: 1
             }

@@ -296,6 +296,7 @@ mod tests {
             db_url: "postgres://worker:hunter2@127.0.0.1:1/api?connect_timeout=2".into(),
             es: refresh_core::es::SearchClient::new("http://127.0.0.1:1").unwrap(),
             catalog_fdw: None,
+            sensitive_terms_url: None,
         };
         for job in SqlJob::ALL {
             let task = Arc::new(SqlTask::new(spec(job), CancellationToken::new()));

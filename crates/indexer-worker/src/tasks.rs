@@ -20,6 +20,8 @@ pub const MAX_FIRST_ERRORS: usize = 10;
 pub struct TaskSpec {
     pub media: MediaType,
     pub target_index: String,
+    /// Dual write: `<target_index>-filtered`, which gets the documents without a sensitive term.
+    pub filtered_index: Option<String>,
     pub start_id: i64,
     pub end_id: i64,
 }
@@ -31,6 +33,10 @@ pub struct Counters {
     pub indexed: AtomicU64,
     pub skipped: AtomicU64,
     pub failed: AtomicU64,
+    /// Dual write: documents written to the filtered index, failed there, left out of it.
+    pub filtered_indexed: AtomicU64,
+    pub filtered_failed: AtomicU64,
+    pub sensitive: AtomicU64,
 }
 
 impl Counters {
@@ -42,6 +48,15 @@ impl Counters {
     }
     pub fn add_failed(&self, n: u64) {
         self.failed.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn add_filtered_indexed(&self, n: u64) {
+        self.filtered_indexed.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn add_filtered_failed(&self, n: u64) {
+        self.filtered_failed.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn add_sensitive(&self, n: u64) {
+        self.sensitive.fetch_add(n, Ordering::Relaxed);
     }
     pub fn rows_processed(&self) -> u64 {
         self.indexed.load(Ordering::Relaxed)
@@ -149,6 +164,10 @@ impl Task {
             indexed,
             skipped,
             failed,
+            filtered_index: self.spec.filtered_index.clone(),
+            filtered_indexed: self.counters.filtered_indexed.load(Ordering::Relaxed),
+            filtered_failed: self.counters.filtered_failed.load(Ordering::Relaxed),
+            sensitive: self.counters.sensitive.load(Ordering::Relaxed),
             rows_per_second: if elapsed > 0.0 {
                 (rows_processed as f64 / elapsed * 10.0).round() / 10.0
             } else {
@@ -357,6 +376,7 @@ mod tests {
         TaskSpec {
             media: MediaType::Image,
             target_index: "image-x".into(),
+            filtered_index: None,
             start_id,
             end_id: start_id + 10,
         }

@@ -119,6 +119,11 @@ pub struct StartArgs {
     /// Promote even when a search guard query finds too few documents in the new index.
     #[arg(long)]
     pub override_search_guard: bool,
+    /// How the filtered index is built: `dual_write` (the default: the workers write it in the
+    /// reindex's one pass, verified before promotion) or `reindex` (a throttled Elasticsearch
+    /// `_reindex` after the main reindex).
+    #[arg(long, value_name = "MODE", value_parser = utf8_value())]
+    pub filtered_index: Option<String>,
     /// Follow the execution(s) to the end; the exit code is then the worst outcome.
     #[arg(long)]
     pub follow: bool,
@@ -155,6 +160,7 @@ impl StartArgs {
             max_drop_pct: self.max_drop_pct,
             override_drop: self.override_drop,
             override_search_guard: self.override_search_guard,
+            filtered_index: self.filtered_index.clone(),
         }
     }
 }

@@ -305,6 +305,12 @@ const FINISH_INDEX: &[&str] = &[
 ];
 
 const FILTERED_INDEX: &[&str] = &[
+    // Dual write: the gate over what the workers wrote (a rebuild goes on below).
+    "Filtered index written by the workers?",
+    "Verify filtered index",
+    "Filtered index verified?",
+    "Keep verified filtered index count",
+    "Delete unverified filtered index",
     "Create filtered index",
     "Start filtered reindex",
     "Wait for filtered reindex",
@@ -346,7 +352,15 @@ const TABLE: &[(Stage, &[&str])] = &[
         &[states::COUNT_BEFORE, "Notify started"],
     ),
     (Stage::Copy, COPY),
-    (Stage::CreateIndex, &["Create new index"]),
+    (
+        Stage::CreateIndex,
+        &[
+            "Create new index",
+            // Dual write: the filtered index exists before the workers write into it.
+            "Write the filtered index in the same pass?",
+            "Create filtered index for dual write",
+        ],
+    ),
     (Stage::Reindex, REINDEX),
     (Stage::FinishIndex, FINISH_INDEX),
     (Stage::FilteredIndex, FILTERED_INDEX),

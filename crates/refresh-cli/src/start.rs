@@ -21,10 +21,11 @@ pub struct StartRequest {
     pub max_drop_pct: Option<f64>,
     pub override_drop: bool,
     pub override_search_guard: bool,
+    pub filtered_index: Option<String>,
 }
 
 /// Execution input field → the flag that sets it, so an error names what the operator typed.
-const FLAGS: [(&str, &str); 10] = [
+const FLAGS: [(&str, &str); 11] = [
     ("media_type", "--media"),
     ("environment", "--environment"),
     ("index_suffix", "--suffix"),
@@ -35,6 +36,7 @@ const FLAGS: [(&str, &str); 10] = [
     ("override_record_drop", "--override-drop"),
     ("override_search_guard", "--override-search-guard"),
     ("row_limit", "--row-limit"),
+    ("filtered_index", "--filtered-index"),
 ];
 
 /// The launch template is the deployment's business; validation needs one to be named.
@@ -61,6 +63,9 @@ pub fn build_input(media: &str, request: &StartRequest) -> Value {
         if set {
             input.insert(key.into(), Value::Bool(true));
         }
+    }
+    if let Some(mode) = &request.filtered_index {
+        input.insert("filtered_index".into(), Value::from(mode.as_str()));
     }
     if let Some(limit) = request.row_limit {
         input.insert("row_limit".into(), Value::from(limit));
@@ -155,15 +160,18 @@ mod tests {
             max_drop_pct: Some(2.5),
             override_drop: false,
             override_search_guard: true,
+            filtered_index: Some("reindex".into()),
         };
         assert_eq!(
             build_input("audio", &full),
             json!({"media_type": "audio", "environment": "staging", "index_suffix": "init",
                    "skip_copy": true, "wait_if_busy": true, "row_limit": 500,
-                   "max_record_drop_pct": 2.5, "override_search_guard": true})
+                   "max_record_drop_pct": 2.5, "override_search_guard": true,
+                   "filtered_index": "reindex"})
         );
         let params = validate(&build_input("audio", &full), now()).expect("valid");
         assert!(params.override_search_guard, "the Lambda's rule reads it");
+        assert_eq!(params.filtered_index.as_str(), "reindex");
         assert!(warnings(&full)[0].starts_with("--override-search-guard"));
     }
 
@@ -182,6 +190,13 @@ mod tests {
     #[test]
     fn bad_values_are_refused_naming_the_flag() {
         let cases: Vec<(StartRequest, &str)> = vec![
+            (
+                StartRequest {
+                    filtered_index: Some("both".into()),
+                    ..staging()
+                },
+                "--filtered-index",
+            ),
             (
                 StartRequest {
                     suffix: Some("Init".into()),

@@ -168,6 +168,10 @@ fn malformed_arguments_are_refused_naming_them_before_any_aws_call() {
         ("--max-drop-pct", "NaN"),
         ("--max-drop-pct", "inf"),
         ("--max-drop-pct", "half"),
+        ("--filtered-index", ""),
+        ("--filtered-index", "both"),
+        ("--filtered-index", "DUAL_WRITE"),
+        ("--filtered-index", "dual-write"),
     ];
     let mut cases: Vec<(String, Vec<OsString>, &str)> = text_cases
         .into_iter()

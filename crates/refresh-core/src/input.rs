@@ -39,6 +39,38 @@ pub struct RefreshInput {
     pub override_search_guard: Option<bool>,
     #[serde(default)]
     pub row_limit: Option<u64>,
+    /// How `<media>-<suffix>-filtered` is built; default [`FilteredIndexMode::DualWrite`].
+    #[serde(default)]
+    pub filtered_index: Option<FilteredIndexMode>,
+}
+
+/// How a data refresh builds the filtered index (`filtered_index` of the input and of `P`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilteredIndexMode {
+    /// The workers write both indices in the reindex's one pass (documents without a
+    /// sensitive term also go to the filtered index); a verification gate checks it before
+    /// promotion.
+    #[default]
+    DualWrite,
+    /// After the main reindex, a throttled Elasticsearch `_reindex` copies the clean
+    /// documents; the filtered-index machine always builds it this way.
+    Reindex,
+}
+
+impl FilteredIndexMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilteredIndexMode::DualWrite => "dual_write",
+            FilteredIndexMode::Reindex => "reindex",
+        }
+    }
+
+    /// What a `P` written before the field existed meant: the definitions of that time
+    /// built the filtered index with `_reindex` only.
+    fn before_the_field() -> Self {
+        FilteredIndexMode::Reindex
+    }
 }
 
 /// `P`: what `validate_input` returns and the state machine keeps at `$.params`.
@@ -66,6 +98,8 @@ pub struct RefreshParams {
     pub row_limit: Option<u64>,
     pub worker_count: u32,
     pub launch_template: String,
+    #[serde(default = "FilteredIndexMode::before_the_field")]
+    pub filtered_index: FilteredIndexMode,
 }
 
 /// Parses the execution input from JSON. Errors name the offending field.
@@ -155,6 +189,7 @@ impl RefreshInput {
             row_limit,
             worker_count: defaults.worker_count(environment),
             launch_template,
+            filtered_index: self.filtered_index.unwrap_or_default(),
         })
     }
 }
@@ -209,6 +244,21 @@ impl RefreshParams {
             ));
         }
         Ok(())
+    }
+
+    /// `P` on the filtered-index machine, which has no workers to write with: it always
+    /// rebuilds with `_reindex`, and an input asking for `dual_write` there is refused.
+    pub fn for_filtered_index_machine(
+        mut self,
+        requested: Option<FilteredIndexMode>,
+    ) -> Result<RefreshParams, StepError> {
+        if requested == Some(FilteredIndexMode::DualWrite) {
+            return Err(StepError::invalid_input(
+                "filtered_index: \"dual_write\" needs the data refresh's workers; the filtered-index machine rebuilds with \"reindex\" only (leave the field out)",
+            ));
+        }
+        self.filtered_index = FilteredIndexMode::Reindex;
+        Ok(self)
     }
 
     /// Parses and checks `P` from a step's input.
@@ -276,7 +326,64 @@ mod tests {
         assert_eq!(params.row_limit, Some(100_000));
         assert_eq!(params.worker_count, 2);
         assert_eq!(params.launch_template, "lt-staging");
+        assert_eq!(params.filtered_index, FilteredIndexMode::DualWrite);
         params.check().unwrap();
+    }
+
+    #[test]
+    fn the_filtered_index_mode_is_read_and_checked() {
+        let base = json!({"media_type": "image", "environment": "staging"});
+        let with = |mode: Value| {
+            let mut input = base.clone();
+            input["filtered_index"] = mode;
+            validate(input)
+        };
+        assert_eq!(
+            with(json!("reindex")).unwrap().filtered_index,
+            FilteredIndexMode::Reindex
+        );
+        assert_eq!(
+            with(json!("dual_write")).unwrap().filtered_index,
+            FilteredIndexMode::DualWrite
+        );
+        assert_eq!(
+            with(Value::Null).unwrap().filtered_index,
+            FilteredIndexMode::DualWrite
+        );
+        for bad in [json!("both"), json!("DUAL_WRITE"), json!(true), json!(1)] {
+            let err = with(bad.clone()).unwrap_err();
+            assert!(
+                err.message.starts_with("filtered_index: "),
+                "{bad}: {}",
+                err.message
+            );
+        }
+        // A P written before the field: its definitions built the filtered index by _reindex.
+        let mut params = serde_json::to_value(with(json!("dual_write")).unwrap()).unwrap();
+        params.as_object_mut().unwrap().remove("filtered_index");
+        assert_eq!(
+            RefreshParams::from_value(&params).unwrap().filtered_index,
+            FilteredIndexMode::Reindex
+        );
+    }
+
+    #[test]
+    fn the_filtered_index_machine_builds_by_reindex_only() {
+        let params = validate(json!({"media_type": "audio", "environment": "staging"})).unwrap();
+        let on_filtered = params.clone().for_filtered_index_machine(None).unwrap();
+        assert_eq!(on_filtered.filtered_index, FilteredIndexMode::Reindex);
+        assert!(params
+            .clone()
+            .for_filtered_index_machine(Some(FilteredIndexMode::Reindex))
+            .is_ok());
+        let err = params
+            .for_filtered_index_machine(Some(FilteredIndexMode::DualWrite))
+            .unwrap_err();
+        assert!(
+            err.message.starts_with("filtered_index: "),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -18,6 +18,11 @@ pub struct TaskRequest {
     pub target_index: String,
     pub start_id: i64,
     pub end_id: i64,
+    /// Dual write: `<target_index>-filtered`, which gets every document of the range without a
+    /// sensitive term, in the same pass. Absent: the main index only (a filtered `_reindex`
+    /// builds the other later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filtered_index: Option<String>,
 }
 
 /// Which kind of task a body or status describes (`kind`; absent = reindex).
@@ -114,6 +119,17 @@ pub struct TaskStatus {
     pub indexed: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Dual write only (absent otherwise, and from older workers): the filtered index, the
+    /// documents written to it, those that could not be, and those left out as sensitive.
+    /// When the task succeeded, `filtered_indexed + sensitive == indexed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filtered_index: Option<String>,
+    #[serde(default)]
+    pub filtered_indexed: u64,
+    #[serde(default)]
+    pub filtered_failed: u64,
+    #[serde(default)]
+    pub sensitive: u64,
     pub rows_per_second: f64,
     pub start_time: String,
     pub finish_time: Option<String>,

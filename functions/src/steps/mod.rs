@@ -96,6 +96,7 @@ steps! {
     check_index_health => CheckIndexHealth,
     start_filtered_reindex => StartFilteredReindex,
     get_es_task => GetEsTask,
+    verify_filtered_index => VerifyFilteredIndex,
     check_record_drop => CheckRecordDrop,
     check_search_guard => CheckSearchGuard,
     preflight_promotion => PreflightPromotion,
@@ -114,7 +115,7 @@ mod tests {
 
     #[test]
     fn every_step_is_found_by_its_name() {
-        assert_eq!(Step::ALL.len(), 24);
+        assert_eq!(Step::ALL.len(), 25);
         for step in Step::ALL {
             assert_eq!(Step::from_name(step.name()), Some(*step));
         }

@@ -8,6 +8,7 @@ use crate::Context;
 use chrono::{DateTime, Utc};
 use refresh_core::error::{StepError, StepResult};
 use refresh_core::input::{parse_refresh_input, RefreshInput, RefreshParams};
+use refresh_core::machines::{state_machine_of_execution, Machine};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -96,11 +97,21 @@ fn parse_context(mut context: Map<String, Value>) -> StepResult<(String, DateTim
 }
 
 pub async fn handle(ctx: Arc<Context>, request: ValidateRequest) -> StepResult<RefreshParams> {
-    let params = request
+    let requested_filtered_index = request.input.filtered_index;
+    let mut params = request
         .input
         .validate(&ctx.config.defaults, request.start_time)?;
+    if on_filtered_index_machine(&request.execution_id) {
+        params = params.for_filtered_index_machine(requested_filtered_index)?;
+    }
     tracing::info!(execution = %request.execution_id, params = ?params, "input valid");
     Ok(params)
+}
+
+fn on_filtered_index_machine(execution_id: &str) -> bool {
+    state_machine_of_execution(execution_id)
+        .and_then(|arn| Machine::of_arn(&arn).ok())
+        .is_some_and(|machine| machine == Machine::FilteredIndex)
 }
 
 #[cfg(test)]
@@ -134,6 +145,16 @@ mod tests {
                 + chrono::Duration::milliseconds(123)
         );
         assert!(request.execution_id.ends_with(":run-1"));
+    }
+
+    #[test]
+    fn only_the_filtered_index_machine_is_told_apart() {
+        let execution = |machine: &str| {
+            format!("arn:aws:states:us-east-1:000000000000:execution:data-refresh{machine}:run-1")
+        };
+        assert!(on_filtered_index_machine(&execution("-filtered-index")));
+        assert!(!on_filtered_index_machine(&execution("-data-refresh")));
+        assert!(!on_filtered_index_machine("not an arn"));
     }
 
     #[test]
