@@ -7,7 +7,7 @@
 use anyhow::Result;
 use e2e::{
     eligible_rows, exclusive, find_worker_process, function_logs, kill_elasticsearch, kill_hard,
-    load_sample_data, restart_local_services, MediaType, Stack,
+    load_sample_data, restart_local_services, sensitive_query, MediaType, Stack,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -57,15 +57,42 @@ async fn a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact()
     let db = stack.api_db().await?;
     let eligible = eligible_rows(&db, MediaType::Image).await?;
     let indexed = stack.count("image", json!({"match_all": {}})).await?;
+    // Dual write (the default): the filtered index, written by the same workers, is exact
+    // too, and it passed the gate as written (a rebuild would hide a lost write).
+    let sensitive = stack.count("image", sensitive_query()).await?;
+    let filtered = stack
+        .count("image-filtered", json!({"match_all": {}}))
+        .await?;
+    let states = stack.state_names(&arn).await?;
+    let verified_as_written = states
+        .iter()
+        .any(|s| s == "Keep verified filtered index count")
+        && !states
+            .iter()
+            .any(|s| s == "Delete unverified filtered index");
     e2e::record(
         "worker",
-        "worker process killed (SIGKILL) mid-range",
-        "its range reran on a fresh worker, the others once; run succeeded",
-        e2e::lost_documents(eligible, indexed),
+        "worker process killed (SIGKILL) mid-range while writing both indices (dual write)",
+        "its range reran on a fresh worker, the others once; the filtered index passed the gate as written; run succeeded",
+        match (
+            e2e::lost_documents(eligible, indexed),
+            e2e::lost_documents(indexed.saturating_sub(sensitive), filtered),
+        ) {
+            (main, filtered) if main == "nothing" && filtered == "nothing" => main,
+            (main, filtered) => format!("main index: {main}; filtered index: {filtered}"),
+        },
         "faults::a_worker_killed_mid_task_reruns_only_its_range_and_the_count_is_exact",
     );
     assert!(eligible > 50_000, "the long run indexed {eligible} rows");
     assert_eq!(indexed, eligible, "documents after the rerun");
+    assert!(sensitive > 0, "the long run has sensitive documents");
+    assert_eq!(
+        filtered,
+        indexed.saturating_sub(sensitive),
+        "filtered documents after the rerun"
+    );
+    assert_eq!(stack.count("image-filtered", sensitive_query()).await?, 0);
+    assert!(verified_as_written, "{states:?}");
 
     // Back to the bundled sample: 97 % fewer rows than the index just promoted. The drop
     // guard refuses that and nothing changes; with the override it goes live, which also

@@ -216,6 +216,22 @@ async fn full_refresh_of_image_and_audio_then_a_second_refresh_replaces_the_indi
     let audio_done = stack.wait(&audio, RUN_TIMEOUT).await?;
     let image_index = check_refreshed(&stack, MediaType::Image, &image_done, &image_before).await?;
     check_refreshed(&stack, MediaType::Audio, &audio_done, &audio_before).await?;
+    // The default builds the filtered index in the reindex's one pass, verified by the gate.
+    for done in [&image_done, &audio_done] {
+        let states = stack.state_names(&done.arn).await?;
+        assert!(
+            states.iter().any(|s| s == "Verify filtered index")
+                && states
+                    .iter()
+                    .any(|s| s == "Keep verified filtered index count"),
+            "dual write must be verified: {states:?}"
+        );
+        assert!(
+            !states.iter().any(|s| s == "Start filtered reindex"),
+            "dual write needs no filtered _reindex: {states:?}"
+        );
+    }
+    let dual_write_filtered = stack.identifiers(MediaType::Image.filtered_alias()).await?;
     assert_eq!(
         table_shape(&db, "image").await?,
         shapes_before.0,
@@ -227,20 +243,40 @@ async fn full_refresh_of_image_and_audio_then_a_second_refresh_replaces_the_indi
         "audio table lost or changed indexes/constraints"
     );
 
-    // A second refresh promotes a new index and deletes the one the first made.
+    // A second refresh promotes a new index and deletes the one the first made; it builds
+    // the filtered index the other way, by _reindex, from the same data: the same documents.
     let image_before_again = before(&stack, MediaType::Image).await?;
     assert_eq!(image_before_again.indices, vec![image_index.clone()]);
     let again_done = stack
         .run(
             &stack.refresh_arn,
             "e2e-image-again",
-            json!({"media_type": "image", "environment": "staging"}),
+            json!({"media_type": "image", "environment": "staging", "filtered_index": "reindex"}),
             RUN_TIMEOUT,
         )
         .await?;
     let second_index =
         check_refreshed(&stack, MediaType::Image, &again_done, &image_before_again).await?;
     assert_ne!(second_index, image_index);
+    let states = stack.state_names(&again_done.arn).await?;
+    assert!(
+        states.iter().any(|s| s == "Start filtered reindex")
+            && !states.iter().any(|s| s == "Verify filtered index"),
+        "filtered_index reindex takes the _reindex path: {states:?}"
+    );
+    let reindex_filtered = stack.identifiers(MediaType::Image.filtered_alias()).await?;
+    assert!(
+        reindex_filtered == dual_write_filtered,
+        "the two modes' filtered indices differ: only by dual write {:?}, only by reindex {:?}",
+        dual_write_filtered
+            .difference(&reindex_filtered)
+            .take(5)
+            .collect::<Vec<_>>(),
+        reindex_filtered
+            .difference(&dual_write_filtered)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
     Ok(())
 }
 
