@@ -551,6 +551,13 @@ impl Interpreter {
                     });
                 }
             }
+            states::VERIFY_FILTERED_INDEX => {
+                if let Ok(verification) =
+                    serde_json::from_value(output["filtered_verification"].clone())
+                {
+                    out.push(RunEvent::FilteredVerified { time, verification });
+                }
+            }
             states::CHECK_RECORD_DROP => {
                 out.extend(self.drop_guard(time, &output));
             }

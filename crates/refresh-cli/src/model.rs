@@ -113,6 +113,9 @@ pub struct Params {
     pub row_limit: Option<u64>,
     #[serde(default)]
     pub worker_count: Option<u32>,
+    /// `dual_write` or `reindex`; absent in runs before the choice existed (`reindex`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filtered_index: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -251,6 +254,11 @@ pub enum RunEvent {
         total: u64,
         completed: bool,
     },
+    /// The dual-write gate's answer (`Verify filtered index`).
+    FilteredVerified {
+        time: DateTime<Utc>,
+        verification: refresh_core::es::FilteredVerification,
+    },
     Counts {
         time: DateTime<Utc>,
         which: &'static str,
@@ -328,6 +336,7 @@ impl RunEvent {
             | RunEvent::RangeDone { time, .. }
             | RunEvent::RangeFailed { time, .. }
             | RunEvent::FilteredProgress { time, .. }
+            | RunEvent::FilteredVerified { time, .. }
             | RunEvent::Counts { time, .. }
             | RunEvent::DropGuard { time, .. }
             | RunEvent::SearchGuard { time, .. }
@@ -851,6 +860,19 @@ impl Run {
                     total: *total,
                     completed: *completed,
                 })
+            }
+            RunEvent::FilteredVerified { verification, .. } => {
+                use refresh_core::es::FilteredVerification as V;
+                // A rebuild's _reindex reports its own progress next.
+                if let V::Verified { filtered_count, .. } | V::Repaired { filtered_count, .. } =
+                    verification
+                {
+                    self.filtered = Some(FilteredView {
+                        created: *filtered_count,
+                        total: *filtered_count,
+                        completed: true,
+                    })
+                }
             }
             RunEvent::Counts { which, counts, .. } => {
                 if *which == "before" {

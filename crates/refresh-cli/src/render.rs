@@ -122,6 +122,9 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
             if params.skip_copy {
                 line.push_str(", reusing the temp table");
             }
+            if params.filtered_index.as_deref() == Some("dual_write") {
+                line.push_str(", filtered index in the same pass");
+            }
             line
         }
         RunEvent::Waiting { reason, .. } => format!("waiting: {reason}"),
@@ -255,6 +258,7 @@ pub fn plain_line(event: &RunEvent) -> Option<String> {
             percent(*created, *total),
             if *completed { ", complete" } else { "" }
         ),
+        RunEvent::FilteredVerified { verification, .. } => filtered_verified(verification),
         RunEvent::Counts { which, counts, .. } => format!(
             "documents {which}: {} in {} sources",
             fmt_count(counts.total),
@@ -928,6 +932,46 @@ fn report_from_counts(before: &Counts, after: &Counts) -> Report {
                 )
             })
             .collect(),
+    }
+}
+
+/// The dual-write gate's answer in a line.
+fn filtered_verified(verification: &refresh_core::es::FilteredVerification) -> String {
+    use refresh_core::es::FilteredVerification as V;
+    match verification {
+        V::Verified {
+            main_count,
+            sensitive_in_main,
+            filtered_count,
+        } => format!(
+            "filtered index verified: {} documents = {} less {} sensitive",
+            fmt_count(*filtered_count),
+            fmt_count(*main_count),
+            fmt_count(*sensitive_in_main)
+        ),
+        V::Repaired {
+            main_count,
+            sensitive_in_main,
+            filtered_count,
+            deleted,
+        } => format!(
+            "filtered index repaired: {} stray sensitive document(s) deleted; {} documents = {} less {} sensitive",
+            fmt_count(*deleted),
+            fmt_count(*filtered_count),
+            fmt_count(*main_count),
+            fmt_count(*sensitive_in_main)
+        ),
+        V::Rebuild {
+            expected,
+            filtered_count,
+            reason,
+            ..
+        } => format!(
+            "filtered index failed verification ({} documents, {} expected): {}; rebuilding it by _reindex",
+            fmt_count(*filtered_count),
+            fmt_count(*expected),
+            one_line(reason, 200)
+        ),
     }
 }
 

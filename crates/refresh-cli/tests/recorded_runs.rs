@@ -693,3 +693,44 @@ fn the_sql_jobs_are_stages_of_their_own() {
     assert_eq!(run.ranges.len(), 2);
     assert!(run.ranges.values().all(|r| r.phase == RangePhase::Done));
 }
+
+/// Dual write (e2e-gate-sensitive, `tests/e2e/tests/dual_write.rs`): the workers wrote the
+/// filtered index, a sensitive document was put into it by hand during the test's hold
+/// before the gate, and *Verify filtered index* deleted it. No filtered `_reindex` ran.
+#[test]
+fn a_dual_write_run_shows_the_gates_answer() {
+    use refresh_core::es::FilteredVerification;
+    let (run, events) = snapshot("dual_write_repaired");
+    assert_eq!(run.result(), RunResult::Succeeded);
+    let verified: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::FilteredVerified { verification, .. } => Some(verification),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(
+            verified.as_slice(),
+            [FilteredVerification::Repaired { deleted: 1, .. }]
+        ),
+        "{verified:?}"
+    );
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, RunEvent::FilteredProgress { .. })));
+    let line = events
+        .iter()
+        .find_map(|e| plain_line(e).filter(|l| l.contains("filtered index repaired")))
+        .expect("the gate's line");
+    assert!(
+        line.contains("1 stray sensitive document(s) deleted"),
+        "{line}"
+    );
+    let filtered = run.filtered.as_ref().expect("the filtered index's count");
+    assert!(filtered.completed && filtered.created > 0);
+    assert_eq!(
+        stage_outcome(&run, Stage::FilteredIndex),
+        Some(StageOutcome::Succeeded)
+    );
+}

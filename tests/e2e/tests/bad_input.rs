@@ -63,6 +63,12 @@ fn cases() -> Vec<(Value, &'static str)> {
             with("override_search_guard", json!("yes")),
             "override_search_guard",
         ),
+        (with("filtered_index", json!("both")), "filtered_index"),
+        (
+            with("filtered_index", json!("DUAL_WRITE")),
+            "filtered_index",
+        ),
+        (with("filtered_index", json!(true)), "filtered_index"),
         (with("row_limit", json!(-1)), "row_limit"),
         (with("row_limit", json!(0)), "row_limit"),
         (with("row_limit", json!(1e30)), "row_limit"),

@@ -33,8 +33,13 @@ struct Edited {
     states: Vec<String>,
 }
 
-async fn run_with(stack: &Stack, suffix: &str, edit: HandEdit) -> Result<Edited> {
+async fn run_with(stack: &Stack, name: &str, edit: HandEdit) -> Result<Edited> {
     let media = MediaType::Audio;
+    // A suffix of its own: the last run's index with the same name is live.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let suffix = &format!("{name}-{started}");
     let main = format!("{media}-{suffix}");
     let filtered = format!("{main}-filtered");
     let _hold = PatchedDefinition::apply(&stack.refresh_arn, |definition| {
@@ -46,7 +51,7 @@ async fn run_with(stack: &Stack, suffix: &str, edit: HandEdit) -> Result<Edited>
     let arn = stack
         .start(
             &stack.refresh_arn,
-            &format!("e2e-{suffix}"),
+            &format!("e2e-{name}"),
             json!({"media_type": "audio", "environment": "staging", "index_suffix": suffix}),
         )
         .await?;
@@ -174,7 +179,9 @@ async fn a_sensitive_document_put_into_the_filtered_index_is_deleted_before_prom
         "a sensitive document written by hand into the new filtered index between the dual-write reindex and the gate",
         &format!(
             "the gate deleted {} document(s) (outcome {}); run {}",
-            verification["deleted"], verification["outcome"], edited.finished.status.to_lowercase()
+            verification["deleted"],
+            verification["outcome"].as_str().unwrap_or("?"),
+            edited.finished.status.to_lowercase()
         ),
         if edited.finished.status == "SUCCEEDED" {
             let live = stack.identifiers(MediaType::Audio.filtered_alias()).await?;
@@ -225,7 +232,7 @@ async fn a_clean_document_missing_from_the_filtered_index_makes_the_run_rebuild_
         "a clean document deleted by hand from the new filtered index between the dual-write reindex and the gate",
         &format!(
             "the gate found the count short (outcome {}); {}run {}",
-            verification["outcome"],
+            verification["outcome"].as_str().unwrap_or("?"),
             if rebuilt { "the filtered index was rebuilt by _reindex; " } else { "" },
             edited.finished.status.to_lowercase()
         ),

@@ -215,7 +215,8 @@ async fn elasticsearch_lost_during_the_filtered_reindex_fails_the_run_and_change
         .start(
             &stack.refresh_arn,
             "e2e-es-lost",
-            json!({"media_type": "image", "environment": "staging"}),
+            // The filtered _reindex runs only in that mode (dual write has none).
+            json!({"media_type": "image", "environment": "staging", "filtered_index": "reindex"}),
         )
         .await?;
     stack

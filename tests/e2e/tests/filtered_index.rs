@@ -88,3 +88,55 @@ async fn the_filtered_index_is_rebuilt_from_the_live_index_and_promoted() -> Res
     );
     Ok(())
 }
+
+/// The filtered-index machine has no workers to write with: `dual_write` is refused there by
+/// name before anything is touched (the data refresh machine's own bad values are in
+/// `bad_input.rs`).
+#[tokio::test]
+async fn dual_write_is_refused_by_the_filtered_index_machine() -> Result<()> {
+    let _guard = exclusive().await;
+    let stack = Stack::connect().await;
+    let media = MediaType::Audio;
+    let before = stack.live_state(media).await?;
+    let indices_before = stack.media_indices(media).await?;
+    let input =
+        json!({"media_type": "audio", "environment": "staging", "filtered_index": "dual_write"});
+    let done = stack
+        .run(
+            &stack.filtered_arn,
+            "e2e-filtered-dual-write",
+            input.clone(),
+            RUN_TIMEOUT,
+        )
+        .await?;
+    let cause = done.cause.clone().unwrap_or_default();
+    let unchanged = stack.live_state(media).await? == before
+        && stack.media_indices(media).await? == indices_before;
+    e2e::record(
+        "execution input",
+        &format!("{input} (to the filtered-index machine)"),
+        &format!(
+            "{} {} {}naming filtered_index",
+            done.status,
+            done.error.as_deref().unwrap_or("-"),
+            if cause.contains("filtered_index") {
+                ""
+            } else {
+                "without "
+            }
+        ),
+        testkit::reliability::lost_on_failure(&[(
+            "audio live table, aliases or indices changed",
+            !unchanged,
+        )]),
+        "filtered_index::dual_write_is_refused_by_the_filtered_index_machine",
+    );
+    assert_eq!(
+        (done.status.as_str(), done.error.as_deref()),
+        ("FAILED", Some("InvalidInput")),
+        "{cause}"
+    );
+    assert!(cause.contains("filtered_index"), "{cause}");
+    assert!(unchanged, "the refused run changed the live state");
+    Ok(())
+}
