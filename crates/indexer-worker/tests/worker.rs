@@ -797,3 +797,140 @@ async fn user_data_starts_the_worker_on_the_instance_ip() {
     assert!(status.success());
     fixture.cleanup().await;
 }
+
+/// Dual write: one task writes the main index and the filtered one, leaving out what the
+/// filtered `_reindex`'s own query calls sensitive — checked against Elasticsearch on both
+/// indices, over tags, titles and descriptions of the generated rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_write_task_leaves_out_of_the_filtered_index_what_elasticsearch_calls_sensitive() {
+    let fixture = Fixture::new("image", 6_000, 61).await;
+    let filtered = format!("{}-filtered", fixture.index);
+    let es = refresh_core::es::SearchClient::new(&fixture.es_url).unwrap();
+    refresh_core::es::create_index(&es, refresh_core::media::MediaType::Image, &filtered, 1)
+        .await
+        .unwrap();
+    // Tag names (one in another case), a title's number and a word of long descriptions.
+    let terms: Vec<String> = ["dog", "River", "sunset", "77", "long"]
+        .map(String::from)
+        .to_vec();
+    let list = std::env::temp_dir().join(format!("{}.txt", testkit::unique_name("terms")));
+    std::fs::write(&list, terms.join("\n")).unwrap();
+    let list_arg = list.to_string_lossy().into_owned();
+    let (min, max) = fixture.id_bounds().await;
+    let body = json!({"model_name": "image", "table_name": fixture.temp_table(),
+        "target_index": fixture.index, "filtered_index": filtered, "start_id": min, "end_id": max});
+
+    // Without a list the worker cannot tell what to leave out: refused by name.
+    let listless = Worker::start(&fixture.dbs.api_url, &fixture.es_url, &[]).await;
+    let (status, answer) = listless.post_task(&body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("SENSITIVE_TERMS_URL")),
+        "{answer}"
+    );
+    listless.stop().await;
+
+    let worker = Worker::start(
+        &fixture.dbs.api_url,
+        &fixture.es_url,
+        &["--sensitive-terms-url", &list_arg, "--bulk-max-docs", "700"],
+    )
+    .await;
+    // Only the target's own filtered index.
+    let mut other = body.clone();
+    other["filtered_index"] = json!(format!("{}-x-filtered", fixture.index));
+    let (status, answer) = worker.post_task(&other).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("filtered_index ")),
+        "{answer}"
+    );
+
+    let (status, answer) = worker.post_task(&body).await;
+    assert_eq!(status, 202, "{answer}");
+    let done = worker
+        .wait(answer["task_id"].as_str().unwrap(), TASK_LIMIT)
+        .await;
+    assert_eq!(done["error"], Value::Null, "{done}");
+    let count = |key: &str| {
+        done[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}: {done}"))
+    };
+    let (indexed, filtered_indexed, sensitive) = (
+        count("indexed"),
+        count("filtered_indexed"),
+        count("sensitive"),
+    );
+    assert_eq!(done["filtered_index"], json!(filtered));
+    assert_eq!(count("filtered_failed"), 0, "{done}");
+    assert_eq!(filtered_indexed + sensitive, indexed, "{done}");
+    assert!(
+        sensitive > 100 && filtered_indexed > 100,
+        "the list must split the rows: {done}"
+    );
+    assert_eq!(indexed, fixture.eligible_ids(min, max).await.len() as u64);
+
+    // Elasticsearch's own verdict, with the filtered _reindex's query.
+    let sensitive_query = refresh_core::es::sensitive_documents_query(&terms).unwrap();
+    let es_count = |index: String, query: Value| {
+        let http = fixture.http.clone();
+        let base = fixture.es_url.clone();
+        async move {
+            http.post(format!("{base}/{index}/_refresh"))
+                .send()
+                .await
+                .unwrap();
+            let answer: Value = http
+                .post(format!("{base}/{index}/_count"))
+                .json(&json!({ "query": query }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["count"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{answer}"))
+        }
+    };
+    let all = json!({"match_all": {}});
+    assert_eq!(es_count(fixture.index.clone(), all.clone()).await, indexed);
+    assert_eq!(
+        es_count(fixture.index.clone(), sensitive_query.clone()).await,
+        sensitive,
+        "the matcher and Elasticsearch disagree on which documents are sensitive"
+    );
+    assert_eq!(es_count(filtered.clone(), all).await, filtered_indexed);
+    assert_eq!(es_count(filtered.clone(), sensitive_query).await, 0);
+    let verdict = refresh_core::es::verify_filtered(
+        &es,
+        &fixture.index,
+        &filtered,
+        &terms,
+        &refresh_core::es::VerifyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(
+            verdict,
+            refresh_core::es::FilteredVerification::Verified { .. }
+        ),
+        "{verdict:?}"
+    );
+
+    worker.stop().await;
+    let _ = fixture
+        .http
+        .delete(format!("{}/{filtered}", fixture.es_url))
+        .send()
+        .await;
+    let _ = std::fs::remove_file(&list);
+    fixture.cleanup().await;
+}
