@@ -86,7 +86,8 @@ async fn refresh_cli_starts_follows_and_reports_one_audio_refresh() -> Result<()
         "range 0: runs in execution audio-",
         "range 0 attempt 1: worker i-",
         "range 0 done on attempt ",
-        "filtered index:",
+        // Dual write (the default): the gate's answer, not a _reindex's progress.
+        "filtered index verified: ",
         "record counts (before → after)",
         "drop guard: ",
         "search guard: ",
