@@ -22,7 +22,14 @@ The model, stage by stage, for a refresh of N catalog rows (every row counted as
   primary key    the finish_copy job, the same way, plus a worker's start and poll slack
   reindex        N / min(workers × one worker's docs/s, the Elasticsearch ingest ceiling),
                  plus a worker's start and poll slack (the ranges run at once)
-  filtered index N / min(ReindexThrottleRps, the ceiling), plus poll slack
+  filtered index N / min(ReindexThrottleRps, the ceiling), plus poll slack (the filtered
+                 `_reindex`, `filtered_index: reindex`)
+  dual write     instead of the filtered index (`filtered_index: dual_write`): no `_reindex`;
+                 the reindex at min(workers × one worker's docs/s × the dual-write ratio
+                 (measured by the worker bench: dual-write docs/s ÷ plain, else assumed, see
+                 --dual-write-ratio), the ceiling / 2 (both writes share it, every document
+                 kept)); the verification gate (count queries, at most one _delete_by_query)
+                 counted as 0
   index builds   the reapply job at its parallelism (4), as the copy, plus start and slack
   promotion      promote_table + validate_foreign_keys as measured (flat), plus the validation
                  job's worker start and slack
@@ -39,6 +46,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Dual-write docs/s ÷ plain docs/s of one worker when the results hold no measurement: every
+# document written twice at the rate that bound the single write (the ingest, as here).
+ASSUMED_DUAL_WRITE_RATIO = 0.5
 RESULTS = ROOT / "benches" / "results"
 SIZES = {"100M": 100_000_000, "700M": 700_000_000, "1000M": 1_000_000_000}
 REFERENCE_SIZE = "700M"
@@ -157,13 +167,26 @@ def measured(args) -> dict:
     if "worker_docs_per_s" in w:  # a benches/run result
         worker = {"docs_per_s": w["worker_docs_per_s"], "ceiling_docs_per_s": w["ceiling_docs_per_s"],
                   "cpu_us_per_doc": w.get("worker_cpu_us_per_doc"), "rows": w.get("rows"),
-                  "docs": w.get("docs"), "at": w.get("at")}
+                  "docs": w.get("docs"), "at": w.get("at"),
+                  "dual_write_vs_worker": w.get("worker_dual_write_vs_worker"),
+                  "dual_write_cpu_vs_worker": w.get("worker_dual_write_cpu_vs_worker")}
+    elif isinstance(w.get("worker", {}).get("docs_per_second"), dict):  # the worker bench's own output
+        median = lambda part, field: ((part or {}).get(field) or {}).get("median")
+        vs = (w.get("worker_dual_write") or {}).get("vs_worker")
+        worker = {"docs_per_s": median(w["worker"], "docs_per_second"),
+                  "ceiling_docs_per_s": median(w["ceiling"], "docs_per_second"),
+                  "cpu_us_per_doc": median(w["worker"], "client_cpu_us_per_doc"), "rows": w.get("rows"),
+                  "docs": w.get("docs"), "at": w.get("at"),
+                  "dual_write_vs_worker": median(vs, "docs_per_second"),
+                  "dual_write_cpu_vs_worker": median(vs, "client_cpu_us_per_doc")}
     else:  # the single-run shape of worker.json
         worker = {"docs_per_s": w["worker"]["docs_per_second"],
                   "ceiling_docs_per_s": w["es_ceiling"]["docs_per_second"],
                   "cpu_us_per_doc": w["worker"].get("client_cpu_us_per_doc"), "rows": w.get("rows"),
-                  "docs": w["worker"].get("indexed"), "at": w.get("at")}
-    worker["file"] = str(worker_path.relative_to(ROOT))
+                  "docs": w["worker"].get("indexed"), "at": w.get("at"),
+                  "dual_write_vs_worker": None, "dual_write_cpu_vs_worker": None}
+    worker_path = worker_path.resolve()
+    worker["file"] = str(worker_path.relative_to(ROOT) if worker_path.is_relative_to(ROOT) else worker_path)
     index_ref = None
     ref_path = RESULTS / "index_builds.json"
     if ref_path.is_file():
@@ -213,34 +236,39 @@ def stages_at(m: dict, p: dict, rows: float, ceiling: float, scenario: str = "as
     """Seconds of each stage of one refresh of `rows` catalog rows, and what binds it."""
     start = p["worker_start_s"]
     slack = p["poll_seconds"] / 2
-    aggregate = min(p["workers"] * p["worker_docs_per_s"], ceiling)
-    one_pass = scenario == "one-pass filtered index"
+    dual = scenario == DUAL_WRITE
+    # Dual write: each worker at the dual-write ratio of its docs/s (source documents), and the
+    # ceiling shared by both writes (every document kept in the filtered index: conservative).
+    workers_rate = p["workers"] * p["worker_docs_per_s"] * (p["dual_write_ratio"] if dual else 1.0)
+    ceiling_rate = ceiling / 2 if dual else ceiling
+    aggregate = min(workers_rate, ceiling_rate)
     throttle = ceiling if scenario == "throttle at the ceiling" else p["throttle"]
     fitted = scenario == "database stages as fitted"
     docs = rows
-    reindex_docs = docs * (2 if one_pass else 1)  # one pass writes each kept document twice
+    reindex_range = docs / aggregate
     db = p["db_speed"]
     s = {
         "copy": project(m, "copy", rows, db, fitted),
         "primary_key": project(m, "primary_key", rows, db, fitted) + start + slack,
-        "reindex": reindex_docs / aggregate + start + slack,
-        "filtered_index": 0.0 if one_pass else docs / min(throttle, ceiling) + slack,
+        "reindex": reindex_range + start + slack,
+        # Dual write: no `_reindex`; its verification gate is negligible (p["verify_gate_s"]).
+        "filtered_index": p["verify_gate_s"] if dual else docs / min(throttle, ceiling) + slack,
         "index_builds": project(m, "index_builds", rows, db, fitted) + start + slack,
         "promotion": project(m, "promotion", rows, db, fitted) + start + slack,
     }
     binds = {
-        "reindex": "workers" if p["workers"] * p["worker_docs_per_s"] < ceiling else "ceiling",
-        "filtered_index": "none (one pass)" if one_pass else ("throttle" if throttle < ceiling else "ceiling"),
+        "reindex": "workers" if workers_rate < ceiling_rate else "ceiling",
+        "filtered_index": "none (dual write)" if dual else ("throttle" if throttle < ceiling else "ceiling"),
     }
     jobs = {  # how long each worker instance runs (start to terminate), seconds
-        "reindex": [reindex_docs / aggregate + start + slack] * p["workers"],
+        "reindex": [reindex_range + start + slack] * p["workers"],
         "primary_key": [s["primary_key"]],
         "index_builds": [s["index_builds"]],
         # The validation job; promote_table itself is a Lambda step.
         "promotion": [start + slack + m["c10"]["promotion"]["validate_foreign_keys_s"] / db],
     }
     return {"seconds": s, "total_s": sum(s.values()), "binds": binds, "worker_jobs_s": jobs,
-            "reindex_range_s": reindex_docs / aggregate}
+            "reindex_range_s": reindex_range}
 
 
 def lever(stage: str, binds: dict, p: dict) -> str:
@@ -255,8 +283,9 @@ def lever(stage: str, binds: dict, p: dict) -> str:
         return "the Elasticsearch cluster's ingest ceiling (data nodes); more workers do not help past it"
     if stage == "filtered_index":
         if binds["filtered_index"] == "throttle":
-            return (f"ReindexThrottleRps ({fmt_int(p['throttle'])}), below the ceiling; or the one-pass filtered "
-                    "index (issue 12: the library's matcher, not wired into the workers yet)")
+            return (f"ReindexThrottleRps ({fmt_int(p['throttle'])}), below the ceiling; or dual write "
+                    "(`filtered_index: dual_write`: the workers write the filtered index in the reindex pass; "
+                    "see *Dual write* below)")
         return "the Elasticsearch ingest ceiling"
     if stage == "index_builds":
         return "SQL_PARALLELISM (builds at once, 4) with the API database's cores and maintenance_work_mem"
@@ -377,12 +406,12 @@ def render(m: dict, p: dict, model: dict, history: dict) -> str:
             f"({'meets' if h(t) <= p['target_hours'] else 'misses'} the target).")
     need = model["copy_needed"]
     if need["rows_per_s"]:
-        add(f"- With the one-pass filtered index, the {REFERENCE_SIZE}-row refresh meets {p['target_hours']:g} h only "
+        add(f"- With dual write, the {REFERENCE_SIZE}-row refresh meets {p['target_hours']:g} h only "
             f"if the copy runs at {fmt_int(need['rows_per_s'])} rows/s or more: {need['times_measured']:.1f}× the "
             f"rate measured here (a faster database per session, `--db-speed`, or, if sessions add up, the copy spread over "
             f"{math.ceil(need['times_measured'])} sessions by key range: not built).")
     else:
-        add(f"- Even with the one-pass filtered index, the stages after the copy take "
+        add(f"- Even with dual write, the stages after the copy take "
             f"{fmt_h(need['other_s'])} h at {REFERENCE_SIZE}: no copy rate meets {p['target_hours']:g} h.")
     t = model["scenarios"]["database stages as fitted"][REFERENCE_SIZE]["total_s"]
     add(f"- Pessimistic reading: if the database stages kept growing as they did between 1 M and 10 M rows "
@@ -428,6 +457,8 @@ def render(m: dict, p: dict, model: dict, history: dict) -> str:
         f"{t['promotion']['10M']:.2f} s | {f['promotion']['scaling']} |")
     add(f"| reindex, one worker | {fmt_int(w['docs_per_s'])} docs/s at {fmt_int(w['rows'] or 0)} rows "
         f"(`{w['file']}`) | not measured | flat assumed (keyset pages, bounded memory) |")
+    add(f"| reindex, one worker, dual write | {p['dual_write_ratio']:.2f} of the plain worker's docs/s: "
+        f"{p['dual_write_ratio_source']} | not measured | as the plain reindex |")
     add("| filtered index (`_reindex`) | not measured | not measured | throttle-bound by design (`ReindexThrottleRps`) |\n")
     runs = c10["index_builds"]["runs_each"]
     para = (f"Index builds: {c1['index_builds']['runs_each']} run(s) of each mode at 1 M, {runs} at 10 M, "
@@ -512,6 +543,41 @@ def render(m: dict, p: dict, model: dict, history: dict) -> str:
         if st not in seen:
             add(f"- {STAGE_NAMES[st]}: {lever(st, ref['by_size'][REFERENCE_SIZE]['binds'], p)}.")
     add("")
+
+    dw = model["dual_write"]
+    add("## Dual write: the filtered index in the reindex pass\n")
+    add(f"The projection above builds the filtered index with `_reindex` after the reindex "
+        f"(`filtered_index: reindex`): {fmt_h(ref['by_size'][REFERENCE_SIZE]['seconds']['filtered_index'])} h of its "
+        f"{fmt_h(ref['by_size'][REFERENCE_SIZE]['total_s'])} h at {REFERENCE_SIZE}. With dual write "
+        "(`filtered_index: dual_write`, the input's default) that phase goes: each worker writes every document of "
+        "its range to the new index and, unless it has a sensitive term, to `<index>-filtered` in the same pass. "
+        f"The reindex gets slower instead: each worker at {dw['ratio']:.2f} of its plain docs/s, {dw['ratio_source']}, "
+        f"and the two writes share the ingest ceiling (at most {fmt_int(p['es_ceiling'] / 2)} source documents/s "
+        "with every document kept: conservative); the slower of the two binds. The verification gate that follows "
+        "(`verify_filtered_index`: both indices refreshed, a few `_count` queries, at most one `_delete_by_query` "
+        "of ≤ 10 000 documents) takes seconds: negligible, counted as 0.\n")
+    add("| | " + " | ".join(f"{k} rows" for k in SIZES) + " |")
+    add("|---|" + "---|" * len(SIZES))
+    add("| reindex, filtered `_reindex` after it (hours) | " + " | ".join(
+        f"{fmt_h(ref['by_size'][s]['seconds']['reindex'])} + {fmt_h(ref['by_size'][s]['seconds']['filtered_index'])}"
+        for s in SIZES) + " |")
+    add("| reindex with dual write (hours; what binds) | " + " | ".join(
+        f"{fmt_h(dw['by_size'][s]['seconds']['reindex'])} ({dw['by_size'][s]['binds']['reindex']})" for s in SIZES) + " |")
+    add("| **total, `filtered_index: reindex`** | " + " | ".join(
+        f"**{fmt_h(ref['by_size'][s]['total_s'])}**" for s in SIZES) + " |")
+    add("| **total, `filtered_index: dual_write`** | " + " | ".join(
+        f"**{fmt_h(dw['by_size'][s]['total_s'])}**" for s in SIZES) + " |")
+    add("| saved by dual write | " + " | ".join(
+        f"{fmt_h(ref['by_size'][s]['total_s'] - dw['by_size'][s]['total_s'])} h "
+        f"({100 * (1 - dw['by_size'][s]['total_s'] / ref['by_size'][s]['total_s']):.0f} %)" for s in SIZES) + " |")
+    add("| one refresh $, reindex / dual write | " + " | ".join(
+        f"{model['costs'][s]['usd_per_refresh']:.2f} / {dw['costs'][s]['usd_per_refresh']:.2f}" for s in SIZES) + " |\n")
+    cpu = w.get("dual_write_cpu_vs_worker")
+    add(f"A dual-write ratio measured here comes from one worker beside this machine's Elasticsearch, which nearly "
+        f"binds the plain worker already ({w['docs_per_s'] / w['ceiling_docs_per_s']:.2f} of the ceiling): it holds "
+        "Elasticsearch's second write as much as the worker's own extra work"
+        + (f" (its client CPU per source document: {cpu:.2f}× the plain worker's)" if cpu else "")
+        + ". Where the cluster binds the reindex, as in the reference case, the ceiling's share is what counts.\n")
 
     add("## How the projection moves with the Elasticsearch ceiling\n")
     add("Total hours (as deployed); in brackets the reindex's hours and what binds it (workers or ceiling).\n")
@@ -600,13 +666,15 @@ def render(m: dict, p: dict, model: dict, history: dict) -> str:
     return "\n".join(out)
 
 
+DUAL_WRITE = "dual write"
 SCENARIOS = {
-    "as deployed": "the template's defaults",
+    "as deployed": "the template's defaults, the filtered index by `_reindex` (`filtered_index: reindex`)",
     "database stages as fitted": "the copy, primary key, index builds and promotion grow from 10 M rows as "
                                  "N^k with k fitted between 1 M and 10 M (pessimistic)",
     "throttle at the ceiling": "`ReindexThrottleRps` raised to the ingest ceiling",
-    "one-pass filtered index": "the workers write both indices (issue 12's matcher, not wired yet); the "
-                               "filtered `_reindex` goes, the reindex writes twice the documents",
+    DUAL_WRITE: "`filtered_index: dual_write`: the workers write both indices in one pass; the filtered "
+                "`_reindex` goes, the reindex runs at the slower of the workers' docs/s × the dual-write ratio and "
+                "half the ceiling (see *Dual write*)",
 }
 
 
@@ -624,6 +692,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=int(defaults["WorkersProduction"]))
     ap.add_argument("--worker-docs-per-s", type=float, default=None,
                     help="one worker's docs/s (default: the measured figure)")
+    ap.add_argument("--dual-write-ratio", type=float, default=None,
+                    help="one worker's dual-write docs/s ÷ its plain docs/s (default: measured by the worker "
+                         f"bench when the worker result has it, else {ASSUMED_DUAL_WRITE_RATIO})")
     ap.add_argument("--throttle", type=float, default=float(defaults["ReindexThrottleRps"]),
                     help="the filtered _reindex's throttle, docs/s")
     ap.add_argument("--db-speed", type=float, default=1.0,
@@ -647,8 +718,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(RESULTS / "scale.json"), help="'-' to skip")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "CAPACITY.md"), help="'-' to skip")
     args = ap.parse_args(argv)
+    if args.dual_write_ratio is not None and not 0 < args.dual_write_ratio <= 1:
+        ap.error("--dual-write-ratio must be in (0, 1]")
 
     m = measured(args)
+    measured_ratio = m["worker"]["dual_write_vs_worker"]
+    if args.dual_write_ratio is not None:
+        dual_ratio, ratio_source = args.dual_write_ratio, "set by `--dual-write-ratio`"
+    elif measured_ratio:
+        dual_ratio = measured_ratio
+        ratio_source = f"measured by the worker bench (`{m['worker']['file']}`, median of the rounds' ratios)"
+    else:
+        dual_ratio = ASSUMED_DUAL_WRITE_RATIO
+        ratio_source = (f"**assumed, not measured** (`{m['worker']['file']}` has no dual-write figure; "
+                        "every document written twice at the rate that bound one write; `benches/run` measures "
+                        "it, `--dual-write-ratio` sets it)")
     refresh_def = history.substituted(history.MACHINE_FILES["data-refresh"], defaults)
     range_def = history.substituted(history.MACHINE_FILES["worker-range"], defaults)
     refresh_loops, range_loops = loop_states(history, refresh_def), loop_states(history, range_def)
@@ -667,6 +751,9 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers,
         "worker_docs_per_s": args.worker_docs_per_s or m["worker"]["docs_per_s"],
         "throttle": args.throttle,
+        "dual_write_ratio": dual_ratio,
+        "dual_write_ratio_source": ratio_source,
+        "verify_gate_s": 0.0,
         "db_speed": args.db_speed,
         "worker_start_s": args.worker_start_minutes * 60,
         "poll_seconds": int(defaults["PollSeconds"]),
@@ -709,15 +796,18 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = {name: by_size(p["es_ceiling"], name) for name in SCENARIOS}
     cost = {size: costs(m, p, reference["by_size"][size], defs) for size in SIZES}
     replaced = p["replaced_servers"] * p["instance_usd_per_hour"] * p["hours_per_month"]
-    # The copy rate the reference size needs to meet the target with the one-pass filtered index.
-    one_pass = scenarios["one-pass filtered index"][REFERENCE_SIZE]
-    other = one_pass["total_s"] - one_pass["seconds"]["copy"]
+    dual_cost = {size: costs(m, p, scenarios[DUAL_WRITE][size], defs) for size in SIZES}
+    # The copy rate the reference size needs to meet the target with dual write.
+    dual = scenarios[DUAL_WRITE][REFERENCE_SIZE]
+    other = dual["total_s"] - dual["seconds"]["copy"]
     allowed = p["target_hours"] * 3600 - other
     needed = SIZES[REFERENCE_SIZE] / allowed if allowed > 0 else None
     copy_needed = {"other_s": other, "rows_per_s": needed,
                    "times_measured": needed / m["c10"]["copy_rows_per_s"] * p["db_speed"] if needed else None}
     model = {"reference": reference, "ceilings": ceilings, "scenarios": scenarios, "costs": cost,
-             "replaced_usd_per_month": round(replaced, 2), "copy_needed": copy_needed}
+             "replaced_usd_per_month": round(replaced, 2), "copy_needed": copy_needed,
+             "dual_write": {"ratio": dual_ratio, "ratio_source": ratio_source,
+                            "by_size": scenarios[DUAL_WRITE], "costs": dual_cost}}
 
     reads = m["c10"]["copy"].get("catalog_reads")
     io_bound = {}
@@ -735,6 +825,7 @@ def main(argv: list[str] | None = None) -> int:
 
     c10 = m["c10"]
     projected = {s: round(h(reference["by_size"][s]["total_s"]), 2) for s in SIZES}
+    projected_dual = {s: round(h(scenarios[DUAL_WRITE][s]["total_s"]), 2) for s in SIZES}
     result = {
         "copy_rows": c10["copy_rows"],
         "copy_rows_per_s": c10["copy_rows_per_s"],
@@ -743,6 +834,23 @@ def main(argv: list[str] | None = None) -> int:
         "index_builds_parallel_s": c10["index_builds_parallel_s"],
         "worst_case_history_events": worst,
         "projected_hours": projected,
+        # The filtered index by `_reindex` (the reference case above) vs dual write.
+        "projected_hours_reindex": projected,
+        "projected_hours_dual_write": projected_dual,
+        "dual_write_saving_hours": {
+            s: round(h(reference["by_size"][s]["total_s"] - scenarios[DUAL_WRITE][s]["total_s"]), 2) for s in SIZES},
+        "dual_write": {
+            "worker_ratio": dual_ratio,
+            "worker_ratio_source": ("--dual-write-ratio" if args.dual_write_ratio is not None
+                                    else "measured" if measured_ratio else "assumed"),
+            "worker_cpu_ratio": m["worker"]["dual_write_cpu_vs_worker"],
+            "verification_gate_s": p["verify_gate_s"],
+            "reindex_hours": {s: round(h(scenarios[DUAL_WRITE][s]["seconds"]["reindex"]), 3) for s in SIZES},
+            "reindex_binds": {s: scenarios[DUAL_WRITE][s]["binds"]["reindex"] for s in SIZES},
+            "filtered_reindex_hours_removed": {
+                s: round(h(reference["by_size"][s]["seconds"]["filtered_index"]), 3) for s in SIZES},
+            "cost_per_refresh_usd": {s: dual_cost[s]["usd_per_refresh"] for s in SIZES},
+        },
         "target": {"size": REFERENCE_SIZE, "hours": p["target_hours"],
                    "met": projected[REFERENCE_SIZE] <= p["target_hours"]},
         "dominant_stage": {s: reference["by_size"][s]["dominant"] for s in SIZES},
@@ -751,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
         "projected_hours_by_scenario": {n: {s: round(h(v[s]["total_s"]), 2) for s in SIZES} for n, v in scenarios.items()},
         "copy_hours_if_catalog_pages_uncached": {
             iops: {s: round(h(v[s]["copy_s"]), 2) for s in SIZES} for iops, v in io_bound.items()},
-        "copy_rows_per_s_needed_for_target_with_one_pass": copy_needed["rows_per_s"] and round(copy_needed["rows_per_s"]),
+        "copy_rows_per_s_needed_for_target_with_dual_write": copy_needed["rows_per_s"] and round(copy_needed["rows_per_s"]),
         "cost_per_refresh_usd": {s: cost[s]["usd_per_refresh"] for s in SIZES},
         "costs": cost,
         "replaced_usd_per_month": model["replaced_usd_per_month"],
@@ -778,6 +886,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {size:>5}: {h(st['total_s']):6.2f} h  ({parts}); dominant: {st['dominant']}; "
               f"${cost[size]['usd_per_refresh']:.2f} per refresh")
     print(f"  target {p['target_hours']:g} h at {REFERENCE_SIZE}: {'met' if result['target']['met'] else 'not met'}")
+    print(f"  dual write (worker ratio {dual_ratio:.2f}, {result['dual_write']['worker_ratio_source']}): "
+          f"{projected_dual} h, saving {result['dual_write_saving_hours']} h")
     for name, v in result["projected_hours_by_scenario"].items():
         print(f"  {name}: {v}")
     for c, v in result["projected_hours_by_ceiling"].items():

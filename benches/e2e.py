@@ -1,13 +1,24 @@
 #!/usr/bin/env python3
 """End to end: the whole local image refresh through LocalStack at 100 000 and 1 000 000
 catalog rows, with each stage's seconds from the execution history (read by the `refresh`
-CLI: `start --follow --json` ends with the run's stages and times).
+CLI: `start --follow --json` ends with the run's stages and times). The 1 000 000-row
+refresh runs once per filtered-index mode (`refresh start --filtered-index dual_write`,
+then `reindex`: the workers write the filtered index, or a `_reindex` builds it after),
+both on the same catalog load; the 100 000-row one in the input's default mode.
 
-  benches/e2e.py --out FILE [--rows 100000,1000000]
+  benches/e2e.py --out FILE [--rows 100000,1000000] [--modes dual_write,reindex]
+                 [--mode-rows 1000000]
 
-Writes {"<rows>": {"seconds", "status", "execution", "stages": {stage: seconds}}, ...}, or
-{"skipped": "<why>"} when LocalStack or the deployed stack is not there (nothing is touched
-then). Needs localstack/up and localstack/deploy; standard library, `psql` and the CLI.
+  --modes      the modes of the --mode-rows refreshes, in the order they run (default
+               dual_write,reindex; one mode alone to measure only it)
+  --mode-rows  the sizes measured once per mode (default 1000000); other sizes of --rows run
+               once, without --filtered-index (the input's default, dual_write)
+
+Writes {"<rows>": {...}, "<rows>_<mode>": {...}, ...}, each {"catalog_rows", "filtered_index"
+(the mode passed, null for the default), "seconds", "status", "execution", "stages": {stage:
+seconds}}, e.g. "100000", "1000000_dual_write", "1000000_reindex"; or {"skipped": "<why>"}
+when LocalStack or the deployed stack is not there (nothing is touched then). Needs
+localstack/up and localstack/deploy; standard library, `psql` and the CLI.
 
 It replaces the catalog's image rows: the bundled sample (sample-data/load) copied with
 fresh identifiers up to N rows. At the end the sample goes back into the catalog and live
@@ -88,11 +99,16 @@ def load_catalog(rows):
     return int(psql("SELECT count(*) FROM image"))
 
 
-def start(refresh, follow_json, row_limit=None):
+MODES = ("dual_write", "reindex")
+
+
+def start(refresh, follow_json, row_limit=None, filtered_index=None):
     cmd = [refresh, "--interval", "5", "start", "--media", "image", "--environment", "staging",
            "--override-drop", "--override-search-guard", "--follow", "--timeout", "10800"]
     if row_limit:
         cmd += ["--row-limit", str(row_limit)]  # staging copies 100 000 rows unless told
+    if filtered_index:
+        cmd += ["--filtered-index", filtered_index]
     if follow_json:
         cmd.append("--json")
     return subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE if follow_json else None, text=True)
@@ -104,10 +120,11 @@ def seconds(a, b):
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
 
 
-def measure(refresh, rows):
-    catalog_rows = load_catalog(rows)
-    print(f"e2e: {catalog_rows} catalog image rows, refreshing…", file=sys.stderr, flush=True)
-    done = start(refresh, follow_json=True, row_limit=catalog_rows)
+def measure(refresh, catalog_rows, mode=None):
+    """One refresh of the catalog as loaded (`mode`: --filtered-index, None for the default)."""
+    print(f"e2e: {catalog_rows} catalog image rows, refreshing "
+          f"({'--filtered-index ' + mode if mode else 'default filtered-index mode'})…", file=sys.stderr, flush=True)
+    done = start(refresh, follow_json=True, row_limit=catalog_rows, filtered_index=mode)
     status = None
     for line in done.stdout.splitlines():
         try:
@@ -117,10 +134,12 @@ def measure(refresh, rows):
         if event.get("event") == "status":
             status = event
     if status is None:
-        return {"error": f"refresh printed no status (exit {done.returncode})"}
+        return {"catalog_rows": catalog_rows, "filtered_index": mode,
+                "error": f"refresh printed no status (exit {done.returncode})"}
     run = status["run"]
     return {
         "catalog_rows": catalog_rows,
+        "filtered_index": mode,
         "execution": run.get("arn"),
         "status": run.get("status"),
         "seconds": seconds(run.get("started"), run.get("stopped")) if run.get("status") == "SUCCEEDED" else None,
@@ -129,10 +148,33 @@ def measure(refresh, rows):
     }
 
 
+def row_list(text):
+    try:
+        rows = [int(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"row counts separated by commas, not {text!r}")
+    if any(r <= 0 for r in rows):
+        raise argparse.ArgumentTypeError(f"row counts must be positive: {text!r}")
+    return rows
+
+
+def mode_list(text):
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if not modes or unknown or len(set(modes)) != len(modes):
+        raise argparse.ArgumentTypeError(
+            f"one or more of {', '.join(MODES)}, separated by commas, each once (not {text!r})")
+    return modes
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--rows", default="100000,1000000")
+    parser.add_argument("--rows", type=row_list, default="100000,1000000")
+    parser.add_argument("--modes", type=mode_list, default="dual_write,reindex",
+                        help="filtered-index modes of the --mode-rows refreshes, in the order they run")
+    parser.add_argument("--mode-rows", type=row_list, default="1000000",
+                        help="sizes measured once per mode (the others run once in the default mode)")
     args = parser.parse_args()
     skip = why_skip()
     if skip:
@@ -142,9 +184,13 @@ def main():
     refresh = refresh_binary()
     result = {}
     try:
-        for rows in (int(r) for r in args.rows.split(",")):
-            result[str(rows)] = measure(refresh, rows)
-            print(f"e2e: {rows} rows: {result[str(rows)]}", file=sys.stderr, flush=True)
+        for rows in args.rows:
+            # One catalog load per size: a refresh only reads the catalog, so the modes share it.
+            catalog_rows = load_catalog(rows)
+            runs = [(f"{rows}_{mode}", mode) for mode in args.modes] if rows in args.mode_rows else [(str(rows), None)]
+            for key, mode in runs:
+                result[key] = measure(refresh, catalog_rows, mode)
+                print(f"e2e: {key}: {result[key]}", file=sys.stderr, flush=True)
     finally:
         print("e2e: putting the sample back (catalog and live index)…", file=sys.stderr, flush=True)
         load_catalog(0)

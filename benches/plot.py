@@ -2,10 +2,11 @@
 """The plots of a benchmark result (benches/run runs it with the bench venv's matplotlib).
 
   plot.py RESULT.json OUT_DIR
-writes OUT_DIR/docs_per_s.png (documents per second over time for the worker, two workers,
-the baseline and the ceiling, from Elasticsearch's indexing counter sampled every 0.5 s in
-the last round) and, when the end-to-end part ran, OUT_DIR/e2e_stages.png (seconds per stage
-at 100 000 and 1 000 000 rows).
+writes OUT_DIR/docs_per_s.png (documents per second over time for the worker, the worker with
+dual write (its main index), two workers, the baseline and the ceiling, from Elasticsearch's
+indexing counter sampled every 0.5 s in the last round) and, when the end-to-end part ran,
+OUT_DIR/e2e_stages.png (seconds per stage at 100 000 rows and at 1 000 000 rows in each
+filtered-index mode).
 """
 import json
 import sys
@@ -16,7 +17,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-LABELS = {"worker": "worker (1 process)", "workers_2": "worker (2 processes)",
+from report import e2e_runs  # noqa: E402  (benches/report.py, beside this file)
+
+LABELS = {"worker": "worker (1 process)", "worker_dual_write": "worker, dual write (main index)",
+          "workers_2": "worker (2 processes)",
           "baseline": "baseline (replaced Python worker)", "ceiling": "Elasticsearch ceiling (NDJSON)"}
 
 
@@ -53,17 +57,19 @@ def docs_per_s(r, out):
 
 def stages(r, out):
     e2e = r["parts"]["e2e"]
-    sizes = [k for k in ("100000", "1000000") if k in e2e]
-    if e2e.get("skipped") or not sizes:
+    runs = e2e_runs(e2e)
+    sizes = [k for k, _ in runs]
+    if not sizes:
         return
+    labels = {k: label.replace("`", "") for k, label in runs}
     names = []
     for k in sizes:
         names += [s for s in e2e[k].get("stages", {}) if s not in names]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.5))
     height = 0.8 / len(sizes)
     for i, k in enumerate(sizes):
-        values = [e2e[k]["stages"].get(s, 0) or 0 for s in names]
-        ax.barh([y + i * height for y in range(len(names))], values, height, label=f"{int(k):,} rows")
+        values = [e2e[k].get("stages", {}).get(s, 0) or 0 for s in names]
+        ax.barh([y + i * height for y in range(len(names))], values, height, label=labels[k])
     ax.set_yticks([y + height * (len(sizes) - 1) / 2 for y in range(len(names))], names)
     ax.invert_yaxis()
     ax.set_xlabel("seconds")

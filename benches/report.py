@@ -30,6 +30,24 @@ TARGETS = [
 ]
 
 
+# The end-to-end runs benches/e2e.py writes, by key, with their column names: 100 000 rows in
+# the input's default mode, 1 000 000 rows once per filtered-index mode; "1000000" is the one
+# 1 M run of results made before the modes.
+E2E_RUNS = [
+    ("100000", "100 000 rows"),
+    ("1000000_dual_write", "1 000 000 rows, dual write"),
+    ("1000000_reindex", "1 000 000 rows, filtered `_reindex`"),
+    ("1000000", "1 000 000 rows"),
+]
+
+
+def e2e_runs(e2e):
+    """[(key, label)] of the end-to-end runs a result holds, in table order."""
+    if e2e.get("skipped"):
+        return []
+    return [(k, label) for k, label in E2E_RUNS if k in e2e]
+
+
 def median(part, field):
     value = (part or {}).get(field) or {}
     return value.get("median")
@@ -63,7 +81,10 @@ def merge(args):
     w_dps, c_dps, b_dps = median(w, "docs_per_second"), median(c, "docs_per_second"), median(b, "docs_per_second")
     w_cpu, b_cpu = median(w, "client_cpu_us_per_doc"), median(b, "client_cpu_us_per_doc")
     filtered = median(copy, "copy_filtered_seconds")
-    e2e_seconds = lambda n: (e2e.get(str(n)) or {}).get("seconds") if not e2e.get("skipped") else None
+    e2e_seconds = lambda key: (e2e.get(key) or {}).get("seconds") if not e2e.get("skipped") else None
+    # Dual write: the same task also writing `<index>-filtered` (absent from older worker results).
+    d = worker.get("worker_dual_write")
+    d_vs = (d or {}).get("vs_worker") or {}
     machine = dict(worker["machine"])
     machine["load_average_at_start"] = [float(x) for x in args.load_at_start.split()]
     result = {
@@ -86,8 +107,14 @@ def merge(args):
         "worker_cpu_us_per_doc": w_cpu,
         "baseline_cpu_us_per_doc": b_cpu,
         "worker_cpu_vs_baseline": ratio(w_cpu, b_cpu),
+        "worker_dual_write_docs_per_s": median(d, "docs_per_second"),
+        "worker_dual_write_cpu_us_per_doc": median(d, "client_cpu_us_per_doc"),
+        # Dual write ÷ plain worker, the median of the rounds' ratios (each round's pair).
+        "worker_dual_write_vs_worker": median(d_vs, "docs_per_second"),
+        "worker_dual_write_cpu_vs_worker": median(d_vs, "client_cpu_us_per_doc"),
         # Peak memory: the highest of the rounds, not the median.
         "worker_peak_rss_mb": (w.get("peak_rss_mb") or {}).get("max"),
+        "worker_dual_write_peak_rss_mb": ((d or {}).get("peak_rss_mb") or {}).get("max"),
         "workers_2_peak_rss_mb": (w2.get("peak_rss_mb") or {}).get("max"),
         "baseline_peak_rss_mb": ((b or {}).get("peak_rss_mb") or {}).get("max"),
         "pg_copy_out_rows_per_s": median(worker["pg_copy_out"], "rows_per_second"),
@@ -95,8 +122,11 @@ def merge(args):
             ratio(filtered, median(copy, "copy_unfiltered_seconds"))),
         "filter_vs_rowwise": ratio(median(copy, "rowwise_filter_seconds"), median(copy, "set_based_filter_seconds")),
         "copy_overhead": ratio(filtered, median(copy, "bare_insert_select_seconds")),
-        "e2e_100k_seconds": e2e_seconds(100000),
-        "e2e_1m_seconds": e2e_seconds(1000000),
+        "e2e_100k_seconds": e2e_seconds("100000"),
+        # The default mode (dual write); e2e_1m_seconds_reindex: the filtered `_reindex` after.
+        "e2e_1m_seconds": e2e_seconds("1000000_dual_write"),
+        "e2e_1m_seconds_dual_write": e2e_seconds("1000000_dual_write"),
+        "e2e_1m_seconds_reindex": e2e_seconds("1000000_reindex"),
         "bench_seconds": durations,
         "parts": {"worker": worker, "copy": copy, "e2e": e2e},
     }
@@ -122,6 +152,20 @@ def spread(part, field, digits=0, scale=1.0):
     return f"{fmt(s['median'] * scale, digits)} ({fmt(s['min'] * scale, digits)}–{fmt(s['max'] * scale, digits)})"
 
 
+def dual_write_line(d, docs):
+    """The dual-write run against the plain worker (per round: dual ÷ plain)."""
+    if not d:
+        return "Dual write: not measured in this run."
+    vs = d.get("vs_worker") or {}
+    sensitive, filtered = d.get("sensitive"), d.get("filtered_docs")
+    terms = ", ".join(f"`{t}`" for t in d.get("sensitive_terms") or [])
+    return (f"Dual write ÷ plain worker, each round's pair (median, min–max): docs/s "
+            f"{spread(vs, 'docs_per_second', 2)}, client CPU per source document "
+            f"{spread(vs, 'client_cpu_us_per_doc', 2)}. The dual-write task writes each of the "
+            f"{fmt(docs)} documents into the main index and the {fmt(filtered)} without a sensitive term "
+            f"into `<index>-filtered` ({fmt(sensitive)} left out; terms {terms}).")
+
+
 def table(r):
     w = r["parts"]["worker"]
     copy = r["parts"]["copy"]
@@ -140,12 +184,19 @@ def table(r):
         f"| {spread(w['ceiling'], 'docs_per_second')} | 1 | — | — |",
         f"| worker, 1 process | {spread(w['worker'], 'docs_per_second')} | {fmt(r['worker_vs_ceiling'], 2)} "
         f"| {spread(w['worker'], 'client_cpu_us_per_doc', 1)} µs | {fmt(r['worker_peak_rss_mb'])} MB |",
+        f"| worker, 1 process, dual write (main + filtered index; per source document) "
+        f"| {spread(w.get('worker_dual_write'), 'docs_per_second')} "
+        f"| {fmt(ratio(r.get('worker_dual_write_docs_per_s'), r['ceiling_docs_per_s']), 2)} "
+        f"| {spread(w.get('worker_dual_write'), 'client_cpu_us_per_doc', 1)} µs "
+        f"| {fmt(r.get('worker_dual_write_peak_rss_mb'))} MB |",
         f"| worker, 2 processes (range halves) | {spread(w['workers_2'], 'docs_per_second')} "
         f"| {fmt(r['workers_2_vs_ceiling'], 2)} | {spread(w['workers_2'], 'client_cpu_us_per_doc', 1)} µs "
         f"| {fmt(r['workers_2_peak_rss_mb'])} MB each at most |",
         f"| baseline (replaced Python worker) | {spread(w.get('baseline'), 'docs_per_second')} "
         f"| {fmt(ratio(r['baseline_docs_per_s'], r['ceiling_docs_per_s']), 2)} "
         f"| {spread(w.get('baseline'), 'client_cpu_us_per_doc', 1)} µs | {fmt(r['baseline_peak_rss_mb'])} MB |",
+        "",
+        dual_write_line(w.get("worker_dual_write"), r["docs"]),
         "",
         f"PostgreSQL `COPY … TO STDOUT` of the same range: {spread(w['pg_copy_out'], 'rows_per_second')} rows/s.",
         "",
@@ -161,18 +212,23 @@ def table(r):
     if e2e.get("skipped"):
         lines += [f"End to end: skipped ({e2e['skipped']}).", ""]
     else:
-        sizes = [k for k in ("100000", "1000000") if k in e2e]
+        runs = e2e_runs(e2e)
         stages = []
-        for k in sizes:
+        for k, _ in runs:
             for s in e2e[k].get("stages", {}):
                 if s not in stages:
                     stages.append(s)
-        lines += ["| end to end (LocalStack) | " + " | ".join(f"{fmt(int(k))} rows" for k in sizes) + " |",
-                  "|---|" + "---|" * len(sizes)]
-        lines.append("| **whole refresh** | " + " | ".join(f"**{fmt(e2e[k].get('seconds'), 0)} s**" for k in sizes) + " |")
+        lines += ["| end to end (LocalStack) | " + " | ".join(label for _, label in runs) + " |",
+                  "|---|" + "---|" * len(runs)]
+        lines.append("| **whole refresh** | " + " | ".join(f"**{fmt(e2e[k].get('seconds'), 0)} s**" for k, _ in runs) + " |")
         for s in stages:
-            lines.append(f"| {s} | " + " | ".join(fmt(e2e[k].get("stages", {}).get(s), 1) for k in sizes) + " |")
+            lines.append(f"| {s} | " + " | ".join(fmt(e2e[k].get("stages", {}).get(s), 1) for k, _ in runs) + " |")
         lines.append("")
+        dual, reindex = r.get("e2e_1m_seconds_dual_write"), r.get("e2e_1m_seconds_reindex")
+        if dual is not None and reindex is not None:
+            lines += [f"At 1 000 000 rows dual write (`e2e_1m_seconds_dual_write`) takes {fmt(dual)} s, the filtered "
+                      f"`_reindex` (`e2e_1m_seconds_reindex`) {fmt(reindex)} s: {fmt(reindex - dual)} s "
+                      f"({fmt(100 * (reindex - dual) / reindex, 0)} %) saved by dual write.", ""]
     lines += ["| target (issue 15) | measured | target | met |", "|---|---|---|---|"]
     for key, what, target, _ in TARGETS:
         value = r[key]

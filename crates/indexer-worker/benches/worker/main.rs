@@ -10,10 +10,20 @@
 //! 1. Rows generated into `temp_import_image`; the documents pre-serialised to NDJSON.
 //! 2. Ceiling sweep: bulk size × requests in flight, two runs each (the mean); the best is
 //!    the ceiling.
-//! 3. Rounds, alternating: one worker, ceiling, baseline, two workers (the range split in
-//!    two), PostgreSQL `COPY … TO STDOUT`. Each index run gets a fresh index with the
-//!    production mapping, 1 shard, no replicas, refresh off (DESIGN §8), and must hold every
-//!    document afterwards. Each figure is reported as the median of the rounds with min–max.
+//! 3. Rounds, alternating: one worker, one worker with dual write, ceiling, baseline, two
+//!    workers (the range split in two), PostgreSQL `COPY … TO STDOUT`. Each index run gets a
+//!    fresh index with the production mapping, 1 shard, no replicas, refresh off (DESIGN §8),
+//!    and must hold every document afterwards. Each figure is reported as the median of the
+//!    rounds with min–max.
+//!
+//! Dual write: the same task with `filtered_index` (`<index>-filtered`, also fresh, same
+//! mapping), the worker started with `SENSITIVE_TERMS_URL` at a temporary copy of
+//! `sample-data/sensitive-terms.txt` plus [`EXTRA_SENSITIVE_TERM`] (the bundled terms occur
+//! in no generated row, so alone they would leave the filter path untested). Afterwards the
+//! main index holds every document, the filtered one every document but the task's
+//! `sensitive` ones, and Elasticsearch's own `terms` query agrees on which those are. Its
+//! docs/s and CPU per document count each source document once (the main index's), so they
+//! compare with the plain run's; `vs_worker` holds the ratios dual ÷ plain of each round.
 
 mod measure;
 mod runs;
@@ -24,6 +34,11 @@ use refresh_core::ranges::{split_even, IdRange};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// Added to the bundled sensitive-terms list for the dual-write run: a tag of every 12th
+/// generated row (`testkit::TAG_CASES[11]`, accuracy 0.97), so about 1 document in 12 is
+/// sensitive and the filtered index gets the rest.
+const EXTRA_SENSITIVE_TERM: &str = "mountain";
 
 /// Ceiling sweep points: (documents per bulk request, requests in flight). DESIGN §8 found
 /// 2000 × 4 best on this kind of machine; the points around it check that here.
@@ -45,11 +60,98 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 async fn fresh_index(es: &str, kind: &str) -> String {
     let index = format!("image-{}", testkit::unique_name(&format!("bench_{kind}")));
+    create_index(es, &index).await;
+    index
+}
+
+async fn create_index(es: &str, index: &str) {
     let client = refresh_core::es::SearchClient::new(es).unwrap();
-    refresh_core::es::create_index(&client, MediaType::Image, &index, 1)
+    refresh_core::es::create_index(&client, MediaType::Image, index, 1)
         .await
         .unwrap();
-    index
+}
+
+/// The dual-write run's terms list: the bundled one plus [`EXTRA_SENSITIVE_TERM`], in a
+/// temporary file (the path goes to the worker as `SENSITIVE_TERMS_URL`). Returns the path
+/// and the terms as the worker parses them.
+fn write_terms_file() -> (PathBuf, Vec<String>) {
+    let bundled = testkit::workspace_root().join("sample-data/sensitive-terms.txt");
+    let text = std::fs::read_to_string(&bundled)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", bundled.display()));
+    let text = format!("{}\n{EXTRA_SENSITIVE_TERM}\n", text.trim_end());
+    let path = std::env::temp_dir().join(format!("{}.txt", testkit::unique_name("bench_terms")));
+    std::fs::write(&path, &text).unwrap();
+    (path, refresh_core::es::parse_sensitive_terms(&text))
+}
+
+/// Checks what a dual-write run left (both indices refreshed and counted) against the task's
+/// counts and Elasticsearch's own reading of the terms: every document in the main index,
+/// every one but the sensitive ones in the filtered index.
+async fn check_dual_write(
+    http: &reqwest::Client,
+    es: &str,
+    (index, filtered): (&str, &str),
+    terms: &[String],
+    run: &Value,
+    docs: u64,
+) {
+    let field = |name: &str| run[name].as_u64().unwrap();
+    let (indexed, sensitive) = (field("indexed"), field("sensitive"));
+    assert_eq!(
+        indexed, docs,
+        "dual write: the task indexed {indexed} of {docs} documents"
+    );
+    assert_eq!(
+        field("filtered_failed"),
+        0,
+        "dual write: filtered documents failed"
+    );
+    assert!(
+        sensitive > 0,
+        "dual write: no document was sensitive, the filter path went untested"
+    );
+    assert_eq!(
+        field("filtered_indexed") + sensitive,
+        indexed,
+        "dual write: filtered_indexed + sensitive != indexed"
+    );
+    assert_eq!(
+        runs::count(http, es, index).await,
+        docs,
+        "dual write lost documents of the main index"
+    );
+    assert_eq!(
+        runs::count(http, es, filtered).await,
+        docs - sensitive,
+        "dual write: the filtered index does not hold main − sensitive"
+    );
+    let query = refresh_core::es::sensitive_documents_query(terms).unwrap();
+    assert_eq!(
+        runs::count_matching(http, es, index, &query).await,
+        sensitive,
+        "dual write: Elasticsearch finds another number of sensitive documents in the main index"
+    );
+    assert_eq!(
+        runs::count_matching(http, es, filtered, &query).await,
+        0,
+        "dual write: sensitive documents in the filtered index"
+    );
+}
+
+/// `{docs_per_second, client_cpu_us_per_doc}`: each round's dual-write figure ÷ the plain
+/// worker's of the same round, summarised.
+fn dual_vs_plain(plain: &[Value], dual: &[Value]) -> Value {
+    let ratios = |field: &str| -> Vec<f64> {
+        plain
+            .iter()
+            .zip(dual)
+            .filter_map(|(p, d)| Some(d[field].as_f64()? / p[field].as_f64()?))
+            .collect()
+    };
+    json!({
+        "docs_per_second": summary(&ratios("docs_per_second")),
+        "client_cpu_us_per_doc": summary(&ratios("client_cpu_us_per_doc")),
+    })
 }
 
 async fn drop_index(http: &reqwest::Client, es: &str, index: &str) {
@@ -135,6 +237,7 @@ async fn main() {
     let span = generate(&dbs, rows).await;
     let ndjson = std::env::temp_dir().join(format!("{}.ndjson", testkit::unique_name("bench")));
     let docs = runs::write_ndjson(&dbs.api, &ndjson, span.end_id).await;
+    let (terms_file, terms) = write_terms_file();
     println!(
         "generated and pre-serialised ({docs} documents) in {:.1}s",
         t.elapsed().as_secs_f64()
@@ -183,11 +286,17 @@ async fn main() {
     println!("ceiling at {per_request} docs per request × {in_flight} in flight");
 
     let halves = split_even(span.start_id, span.end_id, 2).unwrap();
-    let (mut one, mut two, mut ceiling, mut baseline, mut copy_out) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut one, mut dual, mut two, mut ceiling, mut baseline, mut copy_out) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for round in 1..=rounds {
         let index = fresh_index(&es, "worker").await;
-        let run = runs::workers(&http, &dbs.api_url, &es, &index, &[span]).await;
+        let run = runs::workers(&http, &dbs.api_url, &es, &index, &[span], None).await;
         assert_eq!(
             runs::count(&http, &es, &index).await,
             docs,
@@ -199,6 +308,24 @@ async fn main() {
             run["docs_per_second"].as_f64().unwrap()
         );
         one.push(run);
+
+        let index = fresh_index(&es, "dual").await;
+        let filtered = format!("{index}-filtered");
+        create_index(&es, &filtered).await;
+        let dual_write = runs::DualWrite {
+            filtered_index: &filtered,
+            terms_file: &terms_file,
+        };
+        let run = runs::workers(&http, &dbs.api_url, &es, &index, &[span], Some(&dual_write)).await;
+        check_dual_write(&http, &es, (&index, &filtered), &terms, &run, docs).await;
+        drop_index(&http, &es, &index).await;
+        drop_index(&http, &es, &filtered).await;
+        println!(
+            "round {round}: worker, dual write {:.0} docs/s ({} sensitive left out)",
+            run["docs_per_second"].as_f64().unwrap(),
+            run["sensitive"]
+        );
+        dual.push(run);
 
         let index = fresh_index(&es, "ceiling").await;
         let run = runs::ceiling(&http, &es, &index, &ndjson, per_request, in_flight, docs).await;
@@ -236,7 +363,7 @@ async fn main() {
         }
 
         let index = fresh_index(&es, "workers2").await;
-        let run = runs::workers(&http, &dbs.api_url, &es, &index, &halves).await;
+        let run = runs::workers(&http, &dbs.api_url, &es, &index, &halves, None).await;
         assert_eq!(
             runs::count(&http, &es, &index).await,
             docs,
@@ -257,6 +384,7 @@ async fn main() {
         copy_out.push(run);
     }
     let _ = std::fs::remove_file(&ndjson);
+    let _ = std::fs::remove_file(&terms_file);
     dbs.drop_all().await;
     if python.is_none() {
         println!("baseline skipped: BENCH_PYTHON is not set (benches/run sets it)");
@@ -274,6 +402,13 @@ async fn main() {
     } else {
         method_summary(&baseline, worker_fields)
     };
+    let mut worker_dual_write = method_summary(&dual, worker_fields);
+    worker_dual_write["vs_worker"] = dual_vs_plain(&one, &dual);
+    worker_dual_write["sensitive_terms"] = json!(terms);
+    worker_dual_write["sensitive"] = dual.last().map_or(Value::Null, |r| r["sensitive"].clone());
+    worker_dual_write["filtered_docs"] = dual
+        .last()
+        .map_or(Value::Null, |r| r["filtered_indexed"].clone());
     let result = json!({
         "rows": rows,
         "docs": docs,
@@ -284,12 +419,15 @@ async fn main() {
         "ceiling_sweep": {"docs_per_point": n, "points": sweep,
                           "best": {"per_request": per_request, "in_flight": in_flight}},
         "worker": method_summary(&one, worker_fields),
+        // The same task also writing `<index>-filtered`: figures per source document.
+        "worker_dual_write": worker_dual_write,
         "workers_2": method_summary(&two, worker_fields),
         "ceiling": method_summary(&ceiling, &["docs_per_second", "seconds"]),
         "baseline": baseline_summary,
         "pg_copy_out": method_summary(&copy_out, &["rows_per_second", "seconds"]),
         // Documents indexed over time, from the last round (benches/plot.py).
-        "series": {"worker": last_series(&one), "workers_2": last_series(&two),
+        "series": {"worker": last_series(&one), "worker_dual_write": last_series(&dual),
+                   "workers_2": last_series(&two),
                    "ceiling": last_series(&ceiling), "baseline": last_series(&baseline)},
     });
     let text = serde_json::to_string_pretty(&result).unwrap() + "\n";

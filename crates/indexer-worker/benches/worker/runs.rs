@@ -7,6 +7,7 @@ use futures::StreamExt;
 use refresh_core::document::{select_sql, to_document, write_bulk_action, SourceRow};
 use refresh_core::media::MediaType;
 use refresh_core::ranges::IdRange;
+use refresh_core::worker_api::TaskRequest;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -32,28 +33,55 @@ pub async fn count(http: &reqwest::Client, es: &str, index: &str) -> u64 {
     v["count"].as_u64().unwrap()
 }
 
+/// Documents of the (refreshed) index that `query` matches.
+pub async fn count_matching(http: &reqwest::Client, es: &str, index: &str, query: &Value) -> u64 {
+    let v: Value = http
+        .post(format!("{es}/{index}/_count"))
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no count from {index}/_count: {v}"))
+}
+
+/// A dual-write task: the filtered index it also writes (created by the caller) and the
+/// sensitive-terms file the worker reads (`SENSITIVE_TERMS_URL`).
+pub struct DualWrite<'a> {
+    pub filtered_index: &'a str,
+    pub terms_file: &'a Path,
+}
+
 struct Worker {
     child: tokio::process::Child,
     pid: u32,
     base: String,
 }
 
-async fn start_worker(db_url: &str, es: &str) -> Worker {
+async fn start_worker(db_url: &str, es: &str, terms_file: Option<&Path>) -> Worker {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_indexer-worker"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_indexer-worker"));
+    command
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .env("API_DB_URL", db_url)
         .env("ES_URL", es)
         .env("WORKER_TOKEN", TOKEN)
         .env("RUST_LOG", "warn")
+        .env_remove("SENSITIVE_TERMS_URL")
         .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        .kill_on_drop(true);
+    if let Some(path) = terms_file {
+        command.env("SENSITIVE_TERMS_URL", path);
+    }
+    let child = command.spawn().unwrap();
     let pid = child.id().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
@@ -69,36 +97,50 @@ async fn start_worker(db_url: &str, es: &str) -> Worker {
 }
 
 /// The release worker binary, one process per range started at once, each given one task
-/// over its range. docs/s from the first POST to the last task's end; client CPU = the
-/// processes' utime + stime over that time; peak RSS = each process's `VmHWM`.
+/// over its range (with `dual`, a dual-write task). docs/s from the first POST to the last
+/// task's end; client CPU = the processes' utime + stime over that time; peak RSS = each
+/// process's `VmHWM`. Documents are the main index's: a dual-write task's source documents,
+/// each counted once.
 pub async fn workers(
     http: &reqwest::Client,
     db_url: &str,
     es: &str,
     index: &str,
     ranges: &[IdRange],
+    dual: Option<&DualWrite<'_>>,
 ) -> Value {
     let mut procs = Vec::new();
     for _ in ranges {
-        procs.push(start_worker(db_url, es).await);
+        procs.push(start_worker(db_url, es, dual.map(|d| d.terms_file)).await);
     }
     let cpu_before: Vec<f64> = procs.iter().map(|w| cpu_seconds(w.pid)).collect();
     let sampler = Sampler::start(http, es, index);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (w, range) in procs.iter().zip(ranges) {
+        let request = TaskRequest {
+            model_name: "image".into(),
+            table_name: "temp_import_image".into(),
+            target_index: index.into(),
+            start_id: range.start_id,
+            end_id: range.end_id,
+            filtered_index: dual.map(|d| d.filtered_index.to_string()),
+        };
         let r: Value = http
             .post(format!("{}/task", w.base))
             .bearer_auth(TOKEN)
-            .json(&json!({"model_name": "image", "table_name": "temp_import_image",
-                          "target_index": index, "start_id": range.start_id, "end_id": range.end_id}))
+            .json(&request)
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        tasks.push(r["task_id"].as_str().unwrap().to_string());
+        let task = r["task_id"].as_str();
+        tasks.push(
+            task.unwrap_or_else(|| panic!("worker refused the task: {r}"))
+                .to_string(),
+        );
     }
     let mut statuses = vec![Value::Null; procs.len()];
     while statuses.iter().any(Value::is_null) {
@@ -135,11 +177,18 @@ pub async fn workers(
     for s in &statuses {
         assert_eq!(s["error"], Value::Null, "worker task failed: {s}");
     }
-    let indexed: u64 = statuses
-        .iter()
-        .map(|s| s["indexed"].as_u64().unwrap())
-        .sum();
-    json!({
+    let total = |field: &str| -> u64 {
+        statuses
+            .iter()
+            .map(|s| {
+                s[field]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no {field} in the task status: {s}"))
+            })
+            .sum()
+    };
+    let indexed = total("indexed");
+    let mut run = json!({
         "processes": ranges.len(),
         "indexed": indexed,
         "seconds": seconds,
@@ -149,7 +198,14 @@ pub async fn workers(
         "peak_rss_mb": rss.iter().cloned().fold(0.0, f64::max),
         "peak_rss_mb_each": rss,
         "series": series,
-    })
+    });
+    if let Some(dual) = dual {
+        run["filtered_index"] = json!(dual.filtered_index);
+        for field in ["filtered_indexed", "filtered_failed", "sensitive"] {
+            run[field] = json!(total(field));
+        }
+    }
+    run
 }
 
 /// Pre-serialises every document of the range to an NDJSON file (not timed), with the
