@@ -393,7 +393,8 @@ def render(m: dict, p: dict, model: dict, history: dict) -> str:
     t700 = ref["by_size"][REFERENCE_SIZE]
     met = h(t700["total_s"]) <= p["target_hours"]
     add(f"- Reference case ({fmt_int(p['workers'])} workers, Elasticsearch ingest ceiling "
-        f"{fmt_int(p['es_ceiling'])} docs/s, the template's defaults): a {REFERENCE_SIZE}-row image refresh is "
+        f"{fmt_int(p['es_ceiling'])} docs/s, the template's defaults, the filtered index by `_reindex` as "
+        f"`filtered_index: reindex` builds it): a {REFERENCE_SIZE}-row image refresh is "
         f"projected at **{fmt_h(t700['total_s'])} h**, against the {p['target_hours']:g} h target "
         f"(the replaced system: {p['replaced_hours']:g} h): **{'met' if met else 'not met'}**. "
         f"Its longest stage is the {STAGE_NAMES[t700['dominant']]} "
@@ -402,7 +403,8 @@ def render(m: dict, p: dict, model: dict, history: dict) -> str:
         if name in ("as deployed", "database stages as fitted"):
             continue
         t = sc[REFERENCE_SIZE]["total_s"]
-        add(f"- With {name} ({SCENARIOS[name]}): {fmt_h(t)} h at {REFERENCE_SIZE} "
+        default = " (the input's default since issue 12)" if name == DUAL_WRITE else ""
+        add(f"- With {name}{default} ({SCENARIOS[name]}): {fmt_h(t)} h at {REFERENCE_SIZE} "
             f"({'meets' if h(t) <= p['target_hours'] else 'misses'} the target).")
     need = model["copy_needed"]
     if need["rows_per_s"]:
