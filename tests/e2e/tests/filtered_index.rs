@@ -114,7 +114,7 @@ async fn dual_write_is_refused_by_the_filtered_index_machine() -> Result<()> {
         && stack.media_indices(media).await? == indices_before;
     e2e::record(
         "execution input",
-        &format!("{input} (to the filtered-index machine)"),
+        "filtered-index machine: {\"filtered_index\":\"dual_write\"}",
         &format!(
             "{} {} {}naming filtered_index",
             done.status,
