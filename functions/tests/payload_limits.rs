@@ -10,7 +10,7 @@ use refresh_core::es::{
     FilteredVerification, IndexHealth, TaskStatus,
 };
 use refresh_core::guard::DropReport;
-use refresh_core::pg::copy::CopyProgress;
+use refresh_core::pg::copy::{CopyProgress, MAX_SESSIONS};
 use refresh_core::ranges::plan_ranges;
 use refresh_core::report::{BoundedCounts, GuardChecks, RefreshReport, SOURCES_BUDGET_BYTES};
 use refresh_functions::steps::cleanup::CleanupOutput;
@@ -320,9 +320,8 @@ fn largest(slot: &str) -> Value {
         "copy" => {
             // Parsed as the step's type, so the sample keeps its shape.
             let progress: CopyProgress = serde_json::from_value(json!({
-                "cursor": {"last_identifier": "ffffffff-ffff-ffff-ffff-ffffffffffff",
-                           "rows_copied": 880_000_000u64, "rows_scanned": 900_000_000u64,
-                           "rows_done": true, "key_width": u128::MAX.to_string()},
+                "cursor": {"rows_copied": 880_000_000u64, "rows_scanned": 900_000_000u64,
+                           "rows_done": true, "lanes": MAX_SESSIONS, "lanes_done": MAX_SESSIONS},
                 "rows_copied": 880_000_000u64, "rows_scanned": 900_000_000u64, "done": true
             }))
             .expect("a copy_data output");

@@ -156,11 +156,23 @@ fn concurrency_scope_comes_from_the_execution_machine() {
 fn copy_cursor_round_trips_from_the_previous_call() {
     let input: CopyDataInput = parse_input(json!({
         "params": params(),
+        "cursor": {"rows_copied": 10, "rows_scanned": 12, "rows_done": false,
+                   "lanes": 4, "lanes_done": 1}
+    }))
+    .unwrap();
+    let cursor = input.cursor.unwrap();
+    assert_eq!(
+        (cursor.rows_scanned, cursor.lanes, cursor.lanes_done),
+        (12, 4, 1)
+    );
+    // A cursor of the single-session copy before lanes is refused by name, not misread.
+    let err = parse_input::<CopyDataInput>(json!({
+        "params": params(),
         "cursor": {"last_identifier": "7f3c1b1e-2d2a-4c55-9a59-3a0f7a4b9c01", "rows_copied": 10,
                    "rows_scanned": 12, "rows_done": false}
     }))
-    .unwrap();
-    assert_eq!(input.cursor.unwrap().rows_scanned, 12);
+    .unwrap_err();
+    assert!(err.message.contains("last_identifier"), "{}", err.message);
     let input: CopyDataInput = parse_input(json!({"params": params(), "cursor": null})).unwrap();
     assert!(input.cursor.is_none());
 }

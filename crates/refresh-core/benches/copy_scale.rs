@@ -10,7 +10,9 @@
 //!    `done`, then the worker's `finish_copy_job` (the primary key). Every batch's duration
 //!    is taken from the library's own "copied a batch" event (a tracing layer), with its
 //!    position in the key range; reported: the median batch time of the first, middle and
-//!    last tenth of the table, last / first, and rows/s of the whole copy.
+//!    last tenth of the table, last / first, and rows/s of the whole copy. Then the same copy
+//!    again over `BENCH_COPY_SESSIONS` (the pipeline's default, 4) sessions, one key lane
+//!    each, into a fresh temp table: its rows/s and the speedup over one session.
 //! 3. Drops the catalog table (disk), then runs step 8 (`reapply_constraints_on`, the
 //!    worker's `reapply` job: 13 index builds, 3 unique constraints attached, `ANALYZE`) on
 //!    the copied table, one build at a time vs `BENCH_PARALLELISM` (4) at once,
@@ -26,7 +28,9 @@
 
 use refresh_core::environment::Environment;
 use refresh_core::media::MediaType;
-use refresh_core::pg::copy::{copy_data, finish_copy_job, CopyRequest, DEFAULT_BATCH_SIZE};
+use refresh_core::pg::copy::{
+    copy_data, finish_copy_job, CopyRequest, DEFAULT_BATCH_SIZE, DEFAULT_SESSIONS, MAX_SESSIONS,
+};
 use refresh_core::pg::job::{
     connect_job_session, CancellationToken, JobProgress, SessionSafeguards,
 };
@@ -439,6 +443,8 @@ async fn main() {
     let request = CopyRequest {
         defer_finish: true,
         batch_size,
+        // One session: the batch times below are one session's, in key order.
+        sessions: 1,
         ..CopyRequest::new(MediaType::Image, Environment::Production, None)
     };
     println!(
@@ -452,7 +458,7 @@ async fn main() {
     let progress = loop {
         clock.call_started();
         let call = Instant::now();
-        let progress = copy_data(&mut dbs.api, &fdw, &request, cursor.as_ref())
+        let progress = copy_data(&mut dbs.api, &mut [], &fdw, &request, cursor.as_ref())
             .await
             .unwrap();
         calls.push(round(call.elapsed().as_secs_f64(), 2));
@@ -533,6 +539,50 @@ async fn main() {
         ratio.map_or("n/a".into(), |r| r.to_string())
     );
     disk.check(&admin, "after the copy").await;
+
+    // The same copy over the pipeline's sessions (COPY_SESSIONS: one key lane each), into a
+    // fresh temp table (the first one is dropped): what splitting the key space buys here.
+    let sessions: usize = env_or("BENCH_COPY_SESSIONS", DEFAULT_SESSIONS).clamp(2, MAX_SESSIONS);
+    let mut more_sessions = Vec::with_capacity(sessions - 1);
+    for _ in 1..sessions {
+        more_sessions.push(testkit::connect(&dbs.api_url).await);
+    }
+    let request_sessions = CopyRequest {
+        sessions,
+        ..request.clone()
+    };
+    println!("copying again over {sessions} sessions…");
+    let copying = Instant::now();
+    let mut cursor = None;
+    let mut session_calls = Vec::new();
+    let progress_sessions = loop {
+        let call = Instant::now();
+        let progress = copy_data(
+            &mut dbs.api,
+            &mut more_sessions,
+            &fdw,
+            &request_sessions,
+            cursor.as_ref(),
+        )
+        .await
+        .unwrap();
+        session_calls.push(round(call.elapsed().as_secs_f64(), 2));
+        cursor = progress.cursor.clone();
+        if progress.done {
+            break progress;
+        }
+    };
+    let sessions_s = copying.elapsed().as_secs_f64();
+    drop(more_sessions);
+    assert_eq!(progress_sessions.rows_scanned, progress.rows_scanned);
+    assert_eq!(progress_sessions.rows_copied, progress.rows_copied);
+    let sessions_rows_per_s = progress_sessions.rows_scanned as f64 / sessions_s;
+    let sessions_speedup = round(copy_s / sessions_s, 2);
+    println!(
+        "copy over {sessions} sessions: {sessions_s:.1}s ({} call(s)): {sessions_rows_per_s:.0} rows/s, {sessions_speedup}× one session",
+        session_calls.len()
+    );
+    disk.check(&admin, "after the copy over sessions").await;
 
     // The worker's finish_copy job: the primary key.
     let safeguards = SessionSafeguards::default();
@@ -670,6 +720,9 @@ async fn main() {
         "copy_rows": progress.rows_scanned,
         "copy_rows_per_s": round(copy_rows_per_s, 0),
         "copy_batch_last_over_first": ratio,
+        "copy_sessions": sessions,
+        "copy_sessions_rows_per_s": round(sessions_rows_per_s, 0),
+        "copy_sessions_speedup": sessions_speedup,
         "index_builds_sequential_s": round(sequential_s, 2),
         "index_builds_parallel_s": round(parallel_s, 2),
         "catalog": {
@@ -685,7 +738,7 @@ async fn main() {
             "generate_s": round(generate_s, 1),
         },
         "copy": {
-            "what": "copy_data calls as the state machine makes them (production, tags filtered in the SELECT, defer_finish, 600 s time budget per call) until done",
+            "what": "copy_data calls as the state machine makes them (production, tags filtered in the SELECT, defer_finish, 600 s time budget per call) until done, over one session (the batch times are one session's, in key order)",
             "rows_read": progress.rows_scanned,
             "rows_copied": progress.rows_copied,
             "seconds": round(copy_s, 2),
@@ -707,6 +760,15 @@ async fn main() {
             "catalog_reads": catalog_reads,
             "temp_table_bytes": temp_table,
             "temp_table_gb": gb(temp_table),
+        },
+        "copy_over_sessions": {
+            "what": "the same copy_data calls over several sessions (COPY_SESSIONS, one key lane each), run after the one-session copy above into a fresh temp table; the primary key and the index builds below run on this table",
+            "sessions": sessions,
+            "seconds": round(sessions_s, 2),
+            "rows_per_s": round(sessions_rows_per_s, 0),
+            "speedup_over_one_session": sessions_speedup,
+            "calls": session_calls,
+            "note": "one run each, one session first; both databases share this machine's cores, and a session already keeps a backend busy on each side",
         },
         "primary_key": {
             "what": "finish_copy_job (the worker's job): ALTER TABLE temp_import_image ADD PRIMARY KEY (id)",

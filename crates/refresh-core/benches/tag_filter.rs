@@ -67,10 +67,12 @@ async fn copy(api: &mut Client, fdw: &CatalogFdw, filter_tags: bool) -> f64 {
     let req = CopyRequest {
         filter_tags,
         time_budget: Duration::from_secs(3600),
+        // One session, as the bare `INSERT … SELECT` it is compared with.
+        sessions: 1,
         ..CopyRequest::new(MediaType::Image, Environment::Production, None)
     };
     let start = Instant::now();
-    let progress = copy_data(api, fdw, &req, None).await.unwrap();
+    let progress = copy_data(api, &mut [], fdw, &req, None).await.unwrap();
     assert!(progress.done);
     start.elapsed().as_secs_f64()
 }

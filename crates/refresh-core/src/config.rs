@@ -59,6 +59,8 @@ pub mod vars {
     pub const IMAGE_SHARDS: &str = "IMAGE_SHARDS";
     pub const AUDIO_SHARDS: &str = "AUDIO_SHARDS";
     pub const WORKER_PORT: &str = "WORKER_PORT";
+    /// Database sessions (and key lanes) of the copy step.
+    pub const COPY_SESSIONS: &str = "COPY_SESSIONS";
     /// The forward_notification function's secret holding the chat webhook URL.
     pub const CHAT_WEBHOOK_SECRET_ID: &str = "CHAT_WEBHOOK_SECRET_ID";
 }
@@ -240,6 +242,8 @@ pub struct StepConfig {
     /// Raw JSON of the tag filter configuration; absent means the brief's defaults.
     pub tag_filter_config: Option<String>,
     pub worker_port: u16,
+    /// `COPY_SESSIONS`: sessions the copy step spreads a new copy over.
+    pub copy_sessions: usize,
     /// `CHAT_WEBHOOK_SECRET_ID`: the secret holding the chat webhook URL (forward_notification
     /// only; the URL is read from it on every invocation, never from the environment).
     pub chat_webhook_secret_id: Option<String>,
@@ -255,6 +259,7 @@ impl StepConfig {
             secret_id_production: non_empty(env, vars::REFRESH_SECRET_ID_PRODUCTION),
             tag_filter_config: non_empty(env, vars::TAG_FILTER_CONFIG),
             worker_port: positive(env, vars::WORKER_PORT, DEFAULT_WORKER_PORT)?,
+            copy_sessions: copy_sessions(env)?,
             chat_webhook_secret_id: non_empty(env, vars::CHAT_WEBHOOK_SECRET_ID),
         })
     }
@@ -349,6 +354,18 @@ fn workers(env: &impl EnvSource, name: &str, default: u32) -> Result<u32, StepEr
     Ok(value)
 }
 
+fn copy_sessions(env: &impl EnvSource) -> Result<usize, StepError> {
+    use crate::pg::copy::{DEFAULT_SESSIONS, MAX_SESSIONS};
+    let value = positive(env, vars::COPY_SESSIONS, DEFAULT_SESSIONS)?;
+    if value > MAX_SESSIONS {
+        return Err(bad_value(
+            vars::COPY_SESSIONS,
+            &format!("must be at most {MAX_SESSIONS}"),
+        ));
+    }
+    Ok(value)
+}
+
 fn short_type<T>() -> &'static str {
     let full = std::any::type_name::<T>();
     match full {
@@ -404,6 +421,7 @@ mod tests {
         assert_eq!(config.search.image_shards, 18);
         assert_eq!(config.search.audio_shards, 1);
         assert_eq!(config.worker_port, 8003);
+        assert_eq!(config.copy_sessions, 4);
         assert_eq!(config.defaults, RefreshDefaults::default());
         assert_eq!(config.search, SearchConfig::default());
     }
@@ -425,9 +443,11 @@ mod tests {
             ("SENSITIVE_TERMS_URL", "s3://bucket/terms.txt"),
             ("TAG_FILTER_CONFIG", "{}"),
             ("WORKER_PORT", "9000"),
+            ("COPY_SESSIONS", "8"),
             ("REFRESH_SECRET_ID", "refresh"),
         ]))
         .unwrap();
+        assert_eq!(config.copy_sessions, 8);
         assert_eq!(config.defaults.worker_count(Environment::Staging), 1);
         assert_eq!(config.defaults.worker_count(Environment::Production), 12);
         assert_eq!(
@@ -518,5 +538,15 @@ mod tests {
         assert_eq!(both.secret_id_for(Environment::Staging).unwrap(), "s");
         assert_eq!(both.secret_id_for(Environment::Production).unwrap(), "p");
         assert!(both.secret_id().is_err());
+    }
+
+    #[test]
+    fn copy_sessions_out_of_range_are_named() {
+        for bad in ["0", "17", "four"] {
+            let err = StepConfig::from_env(&env(&[(vars::COPY_SESSIONS, bad)])).unwrap_err();
+            assert!(err.to_string().contains("COPY_SESSIONS"), "{bad}: {err}");
+        }
+        let one = StepConfig::from_env(&env(&[(vars::COPY_SESSIONS, "1")])).unwrap();
+        assert_eq!(one.copy_sessions, 1);
     }
 }

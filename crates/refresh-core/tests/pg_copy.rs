@@ -56,7 +56,9 @@ async fn run_to_done(
 ) -> (CopyProgress, usize) {
     let mut cursor: Option<CopyCursor> = None;
     for calls in 1..200 {
-        let progress = copy_data(api, fdw, req, cursor.as_ref()).await.unwrap();
+        let progress = copy_data(api, &mut [], fdw, req, cursor.as_ref())
+            .await
+            .unwrap();
         assert_fdw_gone(api).await;
         if progress.done {
             return (progress, calls);
@@ -290,10 +292,12 @@ async fn failed_batch_drops_the_fdw_server_and_a_retry_copies_each_row_once() {
 
     // Good calls until some rows are committed (one batch per call; the first identifier
     // windows are narrow and widen, so how many rows each call takes varies).
-    let mut second = copy_data(&mut dbs.api, &fdw, &req, None).await.unwrap();
+    let mut second = copy_data(&mut dbs.api, &mut [], &fdw, &req, None)
+        .await
+        .unwrap();
     while second.rows_copied < 50 {
         assert!(!second.done);
-        second = copy_data(&mut dbs.api, &fdw, &req, second.cursor.as_ref())
+        second = copy_data(&mut dbs.api, &mut [], &fdw, &req, second.cursor.as_ref())
             .await
             .unwrap();
     }
@@ -305,7 +309,7 @@ async fn failed_batch_drops_the_fdw_server_and_a_retry_copies_each_row_once() {
         .batch_execute("ALTER TABLE temp_import_image ADD CONSTRAINT injected CHECK (filesize IS NULL OR filesize < 200000) NOT VALID")
         .await
         .unwrap();
-    let err = copy_data(&mut dbs.api, &fdw, &req, second.cursor.as_ref())
+    let err = copy_data(&mut dbs.api, &mut [], &fdw, &req, second.cursor.as_ref())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Internal, "{}", err.message);
@@ -328,11 +332,11 @@ async fn failed_batch_drops_the_fdw_server_and_a_retry_copies_each_row_once() {
         .batch_execute("ALTER TABLE temp_import_image DROP CONSTRAINT injected")
         .await
         .unwrap();
-    let third = copy_data(&mut dbs.api, &fdw, &req, second.cursor.as_ref())
+    let third = copy_data(&mut dbs.api, &mut [], &fdw, &req, second.cursor.as_ref())
         .await
         .unwrap();
     assert!(third.rows_copied > second.rows_copied);
-    let replay = copy_data(&mut dbs.api, &fdw, &req, second.cursor.as_ref())
+    let replay = copy_data(&mut dbs.api, &mut [], &fdw, &req, second.cursor.as_ref())
         .await
         .unwrap();
     assert!(
@@ -350,7 +354,7 @@ async fn failed_batch_drops_the_fdw_server_and_a_retry_copies_each_row_once() {
     );
     let mut cursor = replay.cursor;
     loop {
-        let p = copy_data(&mut dbs.api, &fdw, &req, cursor.as_ref())
+        let p = copy_data(&mut dbs.api, &mut [], &fdw, &req, cursor.as_ref())
             .await
             .unwrap();
         if p.done {
@@ -377,7 +381,7 @@ async fn failed_batch_drops_the_fdw_server_and_a_retry_copies_each_row_once() {
         .batch_execute("DROP TABLE temp_import_image")
         .await
         .unwrap();
-    let err = copy_data(&mut dbs.api, &fdw, &req, cursor.as_ref())
+    let err = copy_data(&mut dbs.api, &mut [], &fdw, &req, cursor.as_ref())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidState);
@@ -392,7 +396,9 @@ async fn unreachable_catalog_fails_cleanly() {
     let mut fdw = fdw(&dbs);
     fdw.dbname = "no_such_database_here".into();
     let req = request(MediaType::Image, Environment::Staging, None, 50);
-    let err = copy_data(&mut dbs.api, &fdw, &req, None).await.unwrap_err();
+    let err = copy_data(&mut dbs.api, &mut [], &fdw, &req, None)
+        .await
+        .unwrap_err();
     // The FDW cannot open its connection: SQLSTATE 08001 (class 08, so retried), reported
     // with the step that needed it and the server's reason (which names the database).
     assert_eq!(err.kind, ErrorKind::TransientDatabase, "{}", err.message);
@@ -620,4 +626,210 @@ fn find_key<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
         Value::Array(items) => items.iter().find_map(|v| find_key(v, key)),
         _ => None,
     }
+}
+
+async fn more_sessions(dbs: &TestDatabases, n: usize) -> Vec<Client> {
+    let mut sessions = Vec::with_capacity(n);
+    for _ in 0..n {
+        sessions.push(
+            refresh_core::pg::connect::connect(&dbs.api_url)
+                .await
+                .unwrap(),
+        );
+    }
+    sessions
+}
+
+async fn identifiers(client: &Client, sql: &str) -> Vec<Uuid> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn table_exists(client: &Client, table: &str) -> bool {
+    client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Four sessions copy four key lanes at once: every catalog row that is not deleted arrives
+/// once, each lane's share comes from its own identifier range, and the lanes table that held
+/// their positions is gone once the copy is done.
+#[tokio::test]
+async fn a_copy_over_four_sessions_copies_every_row_once() {
+    let mut dbs = TestDatabases::create().await;
+    let fdw = fdw(&dbs);
+    insert_image_rows(&dbs.catalog, "image", 2_000, 11).await;
+    mark_deleted(&dbs.api, "api_deletedimage", 2_000, 11, 9).await;
+    let deleted = deleted_identifiers(&dbs.api, "api_deletedimage").await;
+    let mut sessions = more_sessions(&dbs, 3).await;
+    let req = CopyRequest {
+        batch_size: 100,
+        sessions: 4,
+        ..CopyRequest::new(MediaType::Image, Environment::Production, None)
+    };
+
+    let first = copy_data(&mut dbs.api, &mut sessions, &fdw, &req, None)
+        .await
+        .unwrap();
+    assert!(
+        first.done,
+        "a generous budget copies everything in one call"
+    );
+    let cursor = first.cursor.clone().unwrap();
+    assert_eq!((cursor.lanes, cursor.lanes_done), (4, 4));
+    assert_fdw_gone(&dbs.api).await;
+    assert!(!table_exists(&dbs.api, "temp_import_image_copy_lanes").await);
+
+    let expected: Vec<Uuid> = identifiers(
+        &dbs.catalog,
+        "SELECT identifier FROM image ORDER BY identifier",
+    )
+    .await
+    .into_iter()
+    .filter(|id| !deleted.contains(id))
+    .collect();
+    let copied = identifiers(
+        &dbs.api,
+        "SELECT identifier FROM temp_import_image ORDER BY identifier",
+    )
+    .await;
+    assert_eq!(copied, expected);
+    assert_eq!(first.rows_copied as usize, expected.len());
+    assert_eq!(first.rows_scanned, 2_000);
+    // Ids stay unique and dense whichever lane took them.
+    let row = dbs
+        .api
+        .query_one(
+            "SELECT min(id), max(id), count(DISTINCT id) FROM temp_import_image",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 1);
+    assert_eq!(row.get::<_, i32>(1) as usize, expected.len());
+    assert_eq!(row.get::<_, i64>(2) as usize, expected.len());
+    // A call after the end reports the same totals and copies nothing.
+    let again = copy_data(
+        &mut dbs.api,
+        &mut sessions,
+        &fdw,
+        &req,
+        first.cursor.as_ref(),
+    )
+    .await
+    .unwrap();
+    assert!(again.done);
+    assert_eq!(again.rows_copied, first.rows_copied);
+    drop(sessions);
+    dbs.drop_all().await;
+}
+
+/// A lane that fails rolls back only its own batches: the lanes that did not fail commit, the
+/// call reports the error, and the retry resumes every lane from what it committed, so each
+/// row is copied once.
+#[tokio::test]
+async fn a_failing_lane_keeps_the_other_lanes_work_and_the_retry_copies_each_row_once() {
+    let mut dbs = TestDatabases::create().await;
+    let fdw = fdw(&dbs);
+    insert_image_rows(&dbs.catalog, "image", 1_200, 12).await;
+    let mut sessions = more_sessions(&dbs, 3).await;
+    let req = CopyRequest {
+        batch_size: 50,
+        sessions: 4,
+        ..CopyRequest::new(MediaType::Image, Environment::Production, None)
+    };
+    // The first call creates the table and copies a batch in each lane; then the upper half
+    // of the key space (lanes 2 and 3) is refused.
+    let budget_zero = CopyRequest {
+        time_budget: Duration::ZERO,
+        ..req.clone()
+    };
+    let started = copy_data(&mut dbs.api, &mut sessions, &fdw, &budget_zero, None)
+        .await
+        .unwrap();
+    assert!(!started.done);
+    let upper = "SELECT count(*) FROM temp_import_image WHERE identifier >= '80000000-0000-0000-0000-000000000000'";
+    let upper_before = count(&dbs.api, upper).await;
+    dbs.api
+        .batch_execute(
+            "ALTER TABLE temp_import_image ADD CONSTRAINT lower_half_only \
+             CHECK (identifier < '80000000-0000-0000-0000-000000000000') NOT VALID",
+        )
+        .await
+        .unwrap();
+    let err = copy_data(
+        &mut dbs.api,
+        &mut sessions,
+        &fdw,
+        &req,
+        started.cursor.as_ref(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.message.contains("23514"), "{}", err.message);
+    assert_fdw_gone(&dbs.api).await;
+    let catalog_lower = count(
+        &dbs.catalog,
+        "SELECT count(*) FROM image WHERE identifier < '80000000-0000-0000-0000-000000000000'",
+    )
+    .await;
+    // The lower lanes finished; the upper ones kept only what the first call committed.
+    assert_eq!(count(&dbs.api, upper).await, upper_before);
+    assert_eq!(
+        count(
+            &dbs.api,
+            "SELECT count(*) FROM temp_import_image WHERE identifier < '80000000-0000-0000-0000-000000000000'"
+        )
+        .await,
+        catalog_lower
+    );
+    assert!(table_exists(&dbs.api, "temp_import_image_copy_lanes").await);
+
+    dbs.api
+        .batch_execute("ALTER TABLE temp_import_image DROP CONSTRAINT lower_half_only")
+        .await
+        .unwrap();
+    let mut progress = copy_data(
+        &mut dbs.api,
+        &mut sessions,
+        &fdw,
+        &req,
+        started.cursor.as_ref(),
+    )
+    .await
+    .unwrap();
+    while !progress.done {
+        progress = copy_data(
+            &mut dbs.api,
+            &mut sessions,
+            &fdw,
+            &req,
+            progress.cursor.as_ref(),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(progress.rows_copied, 1_200);
+    assert_eq!(
+        count(
+            &dbs.api,
+            "SELECT count(DISTINCT identifier) FROM temp_import_image"
+        )
+        .await,
+        1_200
+    );
+    assert_eq!(
+        count(&dbs.api, "SELECT count(*) FROM temp_import_image").await,
+        1_200
+    );
+    assert!(!table_exists(&dbs.api, "temp_import_image_copy_lanes").await);
+    drop(sessions);
+    dbs.drop_all().await;
 }

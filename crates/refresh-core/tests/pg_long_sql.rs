@@ -335,7 +335,7 @@ async fn copy_deferred(api: &mut Client, fdw: &CatalogFdw, media: MediaType) {
     request.defer_finish = true;
     let mut cursor: Option<CopyCursor> = None;
     for _ in 0..100 {
-        let progress = copy_data(api, fdw, &request, cursor.as_ref())
+        let progress = copy_data(api, &mut [], fdw, &request, cursor.as_ref())
             .await
             .unwrap();
         if progress.done {

@@ -27,7 +27,7 @@ async fn copy_all(api: &mut Client, fdw: &CatalogFdw) {
     let request = CopyRequest::new(MediaType::Image, Environment::Production, None);
     let mut cursor: Option<CopyCursor> = None;
     for _ in 0..100 {
-        let progress = copy_data(api, fdw, &request, cursor.as_ref())
+        let progress = copy_data(api, &mut [], fdw, &request, cursor.as_ref())
             .await
             .unwrap();
         if progress.done {

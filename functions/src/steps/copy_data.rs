@@ -1,4 +1,5 @@
-//! Step 2: one call of the resumable FDW copy (tags filtered inside the `SELECT`).
+//! Step 2: one call of the resumable FDW copy (tags filtered inside the `SELECT`), over
+//! `COPY_SESSIONS` connections to the API database, one key lane each.
 
 use super::params::checked_params;
 use crate::context::api_db;
@@ -37,8 +38,25 @@ pub async fn handle(ctx: Arc<Context>, input: CopyDataInput) -> StepResult<CopyP
     request.tag_filter = ctx.tag_filter()?;
     request.defer_finish = input.defer_finish;
     request.time_budget = crate::runtime::time_budget(request.time_budget);
-    let progress =
-        copy_data(&mut api, &secrets.catalog_fdw, &request, input.cursor.as_ref()).await?;
-    tracing::info!(media = %params.media_type, rows_copied = progress.rows_copied, rows_scanned = progress.rows_scanned, done = progress.done, finish_deferred = progress.finish_deferred, "copy progress");
+    request.sessions = ctx.config.copy_sessions;
+    // As many sessions as lanes are left to copy (one under a row limit), at most the setting.
+    let lanes_left = match &input.cursor {
+        Some(cursor) => cursor.lanes.saturating_sub(cursor.lanes_done),
+        None => request.lane_count(),
+    };
+    let sessions = lanes_left.clamp(1, request.sessions);
+    let mut more_sessions = Vec::with_capacity(sessions - 1);
+    for _ in 1..sessions {
+        more_sessions.push(api_db(&secrets).await?);
+    }
+    let progress = copy_data(
+        &mut api,
+        &mut more_sessions,
+        &secrets.catalog_fdw,
+        &request,
+        input.cursor.as_ref(),
+    )
+    .await?;
+    tracing::info!(media = %params.media_type, rows_copied = progress.rows_copied, rows_scanned = progress.rows_scanned, done = progress.done, finish_deferred = progress.finish_deferred, sessions, "copy progress");
     Ok(progress)
 }

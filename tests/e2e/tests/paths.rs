@@ -3,9 +3,12 @@
 //! a run in the production environment, and a queued run whose conflict waits run out.
 //! (Alarms back on after a failure: `fault_matrix.rs`, workers that never answer.)
 
-use anyhow::Result;
-use e2e::{alarm_actions_enabled, eligible_rows, exclusive, load_sample_data, MediaType, Stack};
-use serde_json::json;
+use anyhow::{Context, Result};
+use e2e::{
+    alarm_actions_enabled, eligible_rows, exclusive, execution_history_with_data, load_sample_data,
+    MediaType, Stack,
+};
+use serde_json::{json, Value};
 use std::time::Duration;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
@@ -146,6 +149,21 @@ async fn a_production_run_uses_its_own_workers_and_no_row_limit() -> Result<()> 
         stack.count("audio", json!({"match_all": {}})).await?,
         expected as u64
     );
+    // Without a row limit the copy spread over the stack's sessions, one key lane each.
+    let copy = last_copy_output(&done.arn)?;
+    assert_eq!(
+        copy["cursor"]["lanes"], 4,
+        "COPY_SESSIONS=4 by default: {copy}"
+    );
+    assert_eq!(copy["cursor"]["lanes_done"], 4, "{copy}");
+    let lanes_table_left: bool = api
+        .query_one(
+            "SELECT to_regclass('temp_import_audio_copy_lanes') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert!(!lanes_table_left, "the lanes table outlived the copy");
     // The production launch template's workers: one per range, tagged for production.
     let launches = stack.launches_once_terminated(&done.arn).await?;
     let ranges = launches
@@ -230,4 +248,17 @@ async fn a_queued_run_whose_waits_run_out_is_refused_and_the_running_one_goes_on
     );
     assert_eq!(stack.live_state(MediaType::Audio).await?, audio_before);
     Ok(())
+}
+
+/// `$.copy` as the run last left *Copy data*.
+fn last_copy_output(arn: &str) -> Result<Value> {
+    let output = execution_history_with_data(arn)?
+        .iter()
+        .rev()
+        .filter(|event| event["stateExitedEventDetails"]["name"] == "Copy data")
+        .find_map(|event| event["stateExitedEventDetails"]["output"].as_str())
+        .map(str::to_string)
+        .context("the run never left Copy data")?;
+    let state: Value = serde_json::from_str(&output)?;
+    Ok(state["copy"].clone())
 }

@@ -108,7 +108,7 @@ pub async fn id_span(
     Ok(min.zip(max))
 }
 
-/// Drops the temp table (and the id sequence the copy made for it). Idempotent; never
+/// Drops the temp table (and the id sequence and lanes table the copy made for it). Idempotent; never
 /// touches the live table.
 pub async fn drop_temp_table(
     client: &impl GenericClient,
@@ -118,9 +118,10 @@ pub async fn drop_temp_table(
     let existed = table_exists(client, media, MediaTable::Temp).await?;
     client
         .batch_execute(&format!(
-            "DROP TABLE IF EXISTS {} CASCADE; DROP SEQUENCE IF EXISTS {}",
+            "DROP TABLE IF EXISTS {} CASCADE; DROP SEQUENCE IF EXISTS {}; DROP TABLE IF EXISTS {}",
             quote_ident(table),
-            quote_ident(crate::pg::copy::temp_sequence_name(media))
+            quote_ident(crate::pg::copy::temp_sequence_name(media)),
+            quote_ident(&crate::pg::copy::lanes_table_name(media))
         ))
         .await
         .with_context(|| format!("dropping {table}"))?;

@@ -7,6 +7,9 @@
 //! scan. The window's width is learned from the batches: the width that held the last full
 //! batch, widened when a window came back short. Identifiers are v4 UUIDs, spread evenly over
 //! the key space, so a learned width holds about one batch anywhere in the table.
+//!
+//! A copy over several sessions splits the key space into [`lanes`] of equal width; each lane
+//! is copied like a whole table, its windows clamped to its range.
 
 use uuid::Uuid;
 
@@ -17,38 +20,55 @@ const MAX_GROWTH: u128 = 16;
 /// cut to one batch by the `LIMIT`; a small catalog's first windows are short and widen).
 pub const FIRST_WIDTH: u128 = u128::MAX >> 10;
 
-/// The key range of one batch: after `lower` (from the first key when `None`) up to and
-/// including `upper`.
+/// The key range of one batch inside a copy lane's key range `first..=last` (the whole key
+/// space for a single-session copy): after `lower` (from `first` itself when `None`) up to
+/// and including `upper`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyWindow {
     pub lower: Option<Uuid>,
     pub upper: Uuid,
+    first: Uuid,
+    last: Uuid,
 }
 
 impl KeyWindow {
     /// The window after `cursor` (the last key scanned) of `width` keys ([`FIRST_WIDTH`]
-    /// before any batch); it ends at the last key when the width reaches past it.
+    /// before any batch) over the whole key space.
     pub fn after(cursor: Option<Uuid>, width: Option<u128>) -> KeyWindow {
-        let start = cursor.map_or(0, |c| c.as_u128());
+        KeyWindow::within(Uuid::nil(), Uuid::max(), cursor, width)
+    }
+
+    /// The window after `cursor` of `width` keys inside `first..=last`; it ends at `last`
+    /// when the width reaches past it.
+    pub fn within(first: Uuid, last: Uuid, cursor: Option<Uuid>, width: Option<u128>) -> KeyWindow {
+        let start = cursor.unwrap_or(first).as_u128();
         let upper = start
             .checked_add(width.unwrap_or(FIRST_WIDTH))
-            .map_or(Uuid::max(), Uuid::from_u128);
+            .map_or(last, |end| Uuid::from_u128(end.min(last.as_u128())));
         KeyWindow {
             lower: cursor,
             upper,
+            first,
+            last,
         }
     }
 
-    /// Whether the window reaches the end of the key space.
+    /// The first key of the window's range: the batch reads from it inclusively while
+    /// `lower` is `None`.
+    pub fn first(&self) -> Uuid {
+        self.first
+    }
+
+    /// Whether the window reaches the end of its range.
     pub fn is_open_ended(&self) -> bool {
-        self.upper == Uuid::max()
+        self.upper == self.last
     }
 
     /// Where the copy stands after this window's batch returned `scanned` rows (`limit` at
     /// most), the last of them `last_scanned`: the new cursor, the next width, and whether
-    /// the catalog has no row left.
+    /// the range has no row left.
     pub fn advance(&self, scanned: u64, limit: u64, last_scanned: Option<Uuid>) -> Advance {
-        let start = self.lower.map_or(0, |c| c.as_u128());
+        let start = self.lower.unwrap_or(self.first).as_u128();
         if scanned >= limit {
             // A full batch: rows may remain inside the window; continue after the last one,
             // with the width that held this batch.
@@ -77,6 +97,27 @@ impl KeyWindow {
     }
 }
 
+/// Splits the key space into `lanes` contiguous ranges `(first, last)` of equal width, in
+/// order: v4 identifiers are spread evenly, so each holds about the same share of the rows.
+pub fn lanes(lanes: usize) -> Vec<(Uuid, Uuid)> {
+    let count = lanes.max(1) as u128;
+    if count == 1 {
+        return vec![(Uuid::nil(), Uuid::max())];
+    }
+    // A power of two splits at round identifiers (4 lanes: 40000000-…, 80000000-…, c0000000-…).
+    let step = u128::MAX / count + 1;
+    (0..count)
+        .map(|i| {
+            let last = if i + 1 == count {
+                u128::MAX
+            } else {
+                step * (i + 1) - 1
+            };
+            (Uuid::from_u128(step * i), Uuid::from_u128(last))
+        })
+        .collect()
+}
+
 /// See [`KeyWindow::advance`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Advance {
@@ -93,16 +134,27 @@ mod tests {
 
     /// Copies `keys` batch by batch as the copy does; returns every key read and the windows.
     fn run(keys: &BTreeSet<u128>, limit: u64) -> (Vec<u128>, usize) {
+        run_lane(keys, limit, (Uuid::nil(), Uuid::max()))
+    }
+
+    /// [`run`] over one lane's range only.
+    fn run_lane(
+        keys: &BTreeSet<u128>,
+        limit: u64,
+        (first, last): (Uuid, Uuid),
+    ) -> (Vec<u128>, usize) {
         let mut cursor = None;
         let mut width = None;
         let mut read = Vec::new();
         for batches in 1..100_000 {
-            let window = KeyWindow::after(cursor, width);
-            let lower = window.lower.map_or(0, |c| c.as_u128());
-            let in_window = keys
-                .iter()
-                .copied()
-                .filter(|k| (window.lower.is_none() || *k > lower) && *k <= window.upper.as_u128());
+            let window = KeyWindow::within(first, last, cursor, width);
+            let in_window = keys.iter().copied().filter(|k| {
+                let after_lower = match window.lower {
+                    None => *k >= window.first().as_u128(),
+                    Some(lower) => *k > lower.as_u128(),
+                };
+                after_lower && *k <= window.upper.as_u128()
+            });
             let batch: Vec<u128> = in_window.take(limit as usize).collect();
             read.extend(&batch);
             let advance = window.advance(
@@ -114,10 +166,43 @@ mod tests {
                 return (read, batches);
             }
             assert!(advance.cursor >= window.lower, "the cursor went back");
+            assert!(advance.cursor <= Some(last), "the cursor left the lane");
             cursor = advance.cursor;
             width = advance.width;
         }
         panic!("the copy did not finish");
+    }
+
+    #[test]
+    fn lanes_cover_the_key_space_in_order_without_overlap() {
+        for count in [1, 2, 3, 4, 7, 16] {
+            let split = lanes(count);
+            assert_eq!(split.len(), count);
+            assert_eq!(split[0].0, Uuid::nil());
+            assert_eq!(split[count - 1].1, Uuid::max());
+            for pair in split.windows(2) {
+                assert_eq!(pair[0].1.as_u128() + 1, pair[1].0.as_u128());
+            }
+            for (first, last) in &split {
+                assert!(first < last);
+            }
+        }
+        assert_eq!(lanes(0), lanes(1), "no lanes means one");
+        assert_eq!(
+            lanes(4)[2].0,
+            Uuid::parse_str("80000000-0000-0000-0000-000000000000").unwrap()
+        );
+    }
+
+    #[test]
+    fn a_window_never_reaches_past_its_lane() {
+        let (first, last) = lanes(4)[1];
+        let window = KeyWindow::within(first, last, None, Some(u128::MAX));
+        assert_eq!(window.upper, last);
+        assert!(window.is_open_ended());
+        let inside = KeyWindow::within(first, last, None, None);
+        assert_eq!(inside.upper.as_u128(), first.as_u128() + FIRST_WIDTH);
+        assert!(!inside.is_open_ended());
     }
 
     #[test]
@@ -147,6 +232,19 @@ mod tests {
             limit in 1u64..50,
         ) {
             let (read, _) = run(&keys, limit);
+            prop_assert_eq!(read, keys.iter().copied().collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn every_key_is_read_once_across_lanes(
+            keys in prop::collection::btree_set(any::<u128>(), 0..300),
+            limit in 1u64..40,
+            count in 1usize..9,
+        ) {
+            let mut read = Vec::new();
+            for lane in lanes(count) {
+                read.extend(run_lane(&keys, limit, lane).0);
+            }
             prop_assert_eq!(read, keys.iter().copied().collect::<Vec<_>>());
         }
 
