@@ -29,7 +29,8 @@
 use refresh_core::environment::Environment;
 use refresh_core::media::MediaType;
 use refresh_core::pg::copy::{
-    copy_data, finish_copy_job, CopyRequest, DEFAULT_BATCH_SIZE, DEFAULT_SESSIONS, MAX_SESSIONS,
+    copy_data, finish_copy_job, CopyProgress, CopyRequest, DEFAULT_BATCH_SIZE, DEFAULT_SESSIONS,
+    MAX_SESSIONS,
 };
 use refresh_core::pg::job::{
     connect_job_session, CancellationToken, JobProgress, SessionSafeguards,
@@ -225,6 +226,32 @@ fn part(batches: &[Batch], from: f64, to: f64, batch_size: u64) -> Value {
 }
 
 // ------------------------------------------------------------------ database helpers
+
+/// `copy_data` calls until `done`, as the state machine makes them (`before_call` runs before
+/// each): the last progress, each call's seconds, and the whole copy's seconds.
+async fn copy_to_done(
+    api: &mut Client,
+    more_sessions: &mut [Client],
+    fdw: &CatalogFdw,
+    request: &CopyRequest,
+    mut before_call: impl FnMut(),
+) -> (CopyProgress, Vec<f64>, f64) {
+    let copying = Instant::now();
+    let mut cursor = None;
+    let mut calls = Vec::new();
+    loop {
+        before_call();
+        let call = Instant::now();
+        let progress = copy_data(api, more_sessions, fdw, request, cursor.as_ref())
+            .await
+            .unwrap();
+        calls.push(round(call.elapsed().as_secs_f64(), 2));
+        cursor = progress.cursor.clone();
+        if progress.done {
+            return (progress, calls, copying.elapsed().as_secs_f64());
+        }
+    }
+}
 
 async fn one_i64(client: &Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.unwrap().get(0)
@@ -452,22 +479,10 @@ async fn main() {
         request.time_budget.as_secs()
     );
     let io_before = catalog_io(&dbs.catalog).await;
-    let copying = Instant::now();
-    let mut cursor = None;
-    let mut calls = Vec::new();
-    let progress = loop {
-        clock.call_started();
-        let call = Instant::now();
-        let progress = copy_data(&mut dbs.api, &mut [], &fdw, &request, cursor.as_ref())
-            .await
-            .unwrap();
-        calls.push(round(call.elapsed().as_secs_f64(), 2));
-        cursor = progress.cursor.clone();
-        if progress.done {
-            break progress;
-        }
-    };
-    let copy_s = copying.elapsed().as_secs_f64();
+    let (progress, calls, copy_s) = copy_to_done(&mut dbs.api, &mut [], &fdw, &request, || {
+        clock.call_started()
+    })
+    .await;
     assert!(progress.finish_deferred);
     let marks = clock.marks.lock().unwrap().clone();
     let batches = batches(&marks);
@@ -552,27 +567,14 @@ async fn main() {
         ..request.clone()
     };
     println!("copying again over {sessions} sessions…");
-    let copying = Instant::now();
-    let mut cursor = None;
-    let mut session_calls = Vec::new();
-    let progress_sessions = loop {
-        let call = Instant::now();
-        let progress = copy_data(
-            &mut dbs.api,
-            &mut more_sessions,
-            &fdw,
-            &request_sessions,
-            cursor.as_ref(),
-        )
-        .await
-        .unwrap();
-        session_calls.push(round(call.elapsed().as_secs_f64(), 2));
-        cursor = progress.cursor.clone();
-        if progress.done {
-            break progress;
-        }
-    };
-    let sessions_s = copying.elapsed().as_secs_f64();
+    let (progress_sessions, session_calls, sessions_s) = copy_to_done(
+        &mut dbs.api,
+        &mut more_sessions,
+        &fdw,
+        &request_sessions,
+        || {},
+    )
+    .await;
     drop(more_sessions);
     assert_eq!(progress_sessions.rows_scanned, progress.rows_scanned);
     assert_eq!(progress_sessions.rows_copied, progress.rows_copied);

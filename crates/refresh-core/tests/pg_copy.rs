@@ -100,11 +100,9 @@ async fn tags_by_identifier(client: &Client, table: &str) -> BTreeMap<Uuid, Opti
 }
 
 async fn deleted_identifiers(api: &Client, table: &str) -> HashSet<Uuid> {
-    api.query(&format!("SELECT identifier FROM {table}"), &[])
+    identifiers(api, &format!("SELECT identifier FROM {table}"))
         .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
+        .into_iter()
         .collect()
 }
 
@@ -241,27 +239,20 @@ async fn row_limit_applies_outside_production_only() {
     let (progress, _) = run_to_done(&mut dbs.api, &fdw, &staging).await;
     assert_eq!(progress.rows_copied, 100);
     // The first 100 non-deleted rows in identifier order.
-    let expected: Vec<Uuid> = dbs
-        .catalog
-        .query("SELECT identifier FROM image ORDER BY identifier", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<_, Uuid>(0))
-        .filter(|id| !deleted.contains(id))
-        .take(100)
-        .collect();
-    let got: Vec<Uuid> = dbs
-        .api
-        .query(
-            "SELECT identifier FROM temp_import_image ORDER BY identifier",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let expected: Vec<Uuid> = identifiers(
+        &dbs.catalog,
+        "SELECT identifier FROM image ORDER BY identifier",
+    )
+    .await
+    .into_iter()
+    .filter(|id| !deleted.contains(id))
+    .take(100)
+    .collect();
+    let got = identifiers(
+        &dbs.api,
+        "SELECT identifier FROM temp_import_image ORDER BY identifier",
+    )
+    .await;
     assert_eq!(got, expected);
 
     // A limit equal to a batch boundary.
