@@ -168,7 +168,7 @@ impl TagFilterConfig {
     }
 }
 
-/// A `LIKE` pattern (escape character `\\`, PostgreSQL's default) that matches any text
+/// A `LIKE` pattern (escape character `\`, PostgreSQL's default) that matches any text
 /// containing `needle`: `LIKE` is exact under the `"C"` collation, like `str::contains`.
 fn contains_pattern(needle: &str) -> String {
     let mut pattern = String::with_capacity(needle.len() + 2);
@@ -227,8 +227,8 @@ pub struct TagFilterSql {
     denied_providers: Vec<String>,
     denied_names: Vec<String>,
     /// `%<substring>%` with `\`, `%` and `_` escaped: one `LIKE ANY` per tag instead of a
-    /// correlated `unnest` + `strpos` per tag and substring (a quarter of the expression's
-    /// cost at the defaults, `BENCHMARKS.md`).
+    /// correlated `unnest` + `strpos` per tag and substring (a fifth of the expression's cost
+    /// at the defaults, `BENCHMARKS.md`).
     denied_substring_patterns: Vec<String>,
 }
 
