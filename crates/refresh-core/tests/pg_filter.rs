@@ -43,6 +43,14 @@ async fn refilter_changes_exactly_the_rows_that_need_it() {
     assert!(expected_changes > 0 && expected_changes < before.len() as u64);
 
     let pool = pool(&dbs.api_url, 3).unwrap();
+    let jit_setting = |pool: deadpool_postgres::Pool| async move {
+        let c = pool.get().await.unwrap();
+        c.query_one("SHOW jit", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+    let jit_before = jit_setting(pool.clone()).await;
     let request = RefilterRequest {
         batch_size: 37,
         parallelism: 3,
@@ -50,6 +58,8 @@ async fn refilter_changes_exactly_the_rows_that_need_it() {
     };
     let changed = refilter_tags(&pool, &request).await.unwrap();
     assert_eq!(changed, expected_changes);
+    // The pass turns JIT off for its own transactions only.
+    assert_eq!(jit_setting(pool.clone()).await, jit_before);
 
     let after = tags_by_id(api).await;
     assert_eq!(after.len(), before.len());
