@@ -878,26 +878,8 @@ async fn a_dual_write_task_leaves_out_of_the_filtered_index_what_elasticsearch_c
     // Elasticsearch's own verdict, with the filtered _reindex's query.
     let sensitive_query = refresh_core::es::sensitive_documents_query(&terms).unwrap();
     let es_count = |index: String, query: Value| {
-        let http = fixture.http.clone();
-        let base = fixture.es_url.clone();
-        async move {
-            http.post(format!("{base}/{index}/_refresh"))
-                .send()
-                .await
-                .unwrap();
-            let answer: Value = http
-                .post(format!("{base}/{index}/_count"))
-                .json(&json!({ "query": query }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            answer["count"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("{answer}"))
-        }
+        let (http, es_url) = (fixture.http.clone(), fixture.es_url.clone());
+        async move { testkit::es_count(&http, &es_url, &index, Some(&query)).await }
     };
     let all = json!({"match_all": {}});
     assert_eq!(es_count(fixture.index.clone(), all.clone()).await, indexed);

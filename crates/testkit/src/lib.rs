@@ -7,6 +7,7 @@
 //!   table: only the columns the table has are written) with deterministic, realistic rows
 //!   in one statement, covering the edge cases the pipeline must survive.
 //! - [`mark_deleted`] / [`mark_mature`] put some of those rows into the deleted / mature tables.
+//! - [`es_count`] refreshes an Elasticsearch index and counts its documents.
 //!
 //! A missing environment variable panics with a message naming it: an integration test must
 //! fail, never silently pass, when its services are not configured.
@@ -32,6 +33,41 @@ fn required_env(name: &str) -> String {
              http://127.0.0.1:19209 for ES_URL)"
         ),
     }
+}
+
+/// Refreshes `index`, then counts its documents: those `query` matches, or all of them.
+/// Panics with Elasticsearch's answer when it gives no count.
+pub async fn es_count(
+    http: &reqwest::Client,
+    es_url: &str,
+    index: &str,
+    query: Option<&serde_json::Value>,
+) -> u64 {
+    let refreshed = http
+        .post(format!("{es_url}/{index}/_refresh"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("refreshing {index}: {e}"));
+    assert!(
+        refreshed.status().is_success(),
+        "refreshing {index} answered {}",
+        refreshed.status()
+    );
+    let query = query
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({"match_all": {}}));
+    let answer: serde_json::Value = http
+        .post(format!("{es_url}/{index}/_count"))
+        .json(&serde_json::json!({ "query": query }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("counting {index}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("reading the count of {index}: {e}"));
+    answer["count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no count from {index}/_count: {answer}"))
 }
 
 /// Superuser URL of the test PostgreSQL cluster (`TEST_PG_URL`); panics naming it when unset.

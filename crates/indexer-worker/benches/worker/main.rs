@@ -5,7 +5,9 @@
 //! Environment: `TEST_PG_URL`, `ES_URL` (the local stack's `.local/env`); `BENCH_ROWS`
 //! (default 1 000 000), `BENCH_ROUNDS` (3), `BENCH_OUT` (where the JSON goes; stdout only
 //! without it), `BENCH_PYTHON` (a python with `benches/requirements.lock`; the baseline is
-//! skipped without it), `BENCH_SWEEP_DOCS` (documents per ceiling sweep point, 200 000).
+//! skipped without it), `BENCH_SWEEP_DOCS` (documents per ceiling sweep point, 200 000),
+//! `BENCH_PROFILE_DIR` (`perf record -a` of round 1's one-worker and ceiling runs into it;
+//! `benches/profile`).
 //!
 //! 1. Rows generated into `temp_import_image`; the documents pre-serialised to NDJSON.
 //! 2. Ceiling sweep: bulk size × requests in flight, two runs each (the mean); the best is
@@ -26,6 +28,7 @@
 //! compare with the plain run's; `vs_worker` holds the ratios dual ÷ plain of each round.
 
 mod measure;
+mod profile;
 mod runs;
 
 use measure::{machine, summary};
@@ -50,6 +53,15 @@ const SWEEP: &[(usize, usize)] = &[
     (2000, 2),
     (2000, 8),
 ];
+
+/// Round 1 only: one profile per phase is enough, and later rounds stay unperturbed.
+async fn profile_round(round: usize, phase: &str) -> profile::Profile {
+    if round == 1 {
+        profile::Profile::start(phase).await
+    } else {
+        profile::Profile::disabled()
+    }
+}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -116,23 +128,23 @@ async fn check_dual_write(
         "dual write: filtered_indexed + sensitive != indexed"
     );
     assert_eq!(
-        runs::count(http, es, index).await,
+        testkit::es_count(http, es, index, None).await,
         docs,
         "dual write lost documents of the main index"
     );
     assert_eq!(
-        runs::count(http, es, filtered).await,
+        testkit::es_count(http, es, filtered, None).await,
         docs - sensitive,
         "dual write: the filtered index does not hold main − sensitive"
     );
     let query = refresh_core::es::sensitive_documents_query(terms).unwrap();
     assert_eq!(
-        runs::count_matching(http, es, index, &query).await,
+        testkit::es_count(http, es, index, Some(&query)).await,
         sensitive,
         "dual write: Elasticsearch finds another number of sensitive documents in the main index"
     );
     assert_eq!(
-        runs::count_matching(http, es, filtered, &query).await,
+        testkit::es_count(http, es, filtered, Some(&query)).await,
         0,
         "dual write: sensitive documents in the filtered index"
     );
@@ -296,9 +308,11 @@ async fn main() {
     );
     for round in 1..=rounds {
         let index = fresh_index(&es, "worker").await;
+        let profile = profile_round(round, "worker").await;
         let run = runs::workers(&http, &dbs.api_url, &es, &index, &[span], None).await;
+        profile.stop();
         assert_eq!(
-            runs::count(&http, &es, &index).await,
+            testkit::es_count(&http, &es, &index, None).await,
             docs,
             "worker lost documents"
         );
@@ -328,7 +342,9 @@ async fn main() {
         dual.push(run);
 
         let index = fresh_index(&es, "ceiling").await;
+        let profile = profile_round(round, "ceiling").await;
         let run = runs::ceiling(&http, &es, &index, &ndjson, per_request, in_flight, docs).await;
+        profile.stop();
         assert_eq!(run["docs"].as_u64(), Some(docs), "ceiling lost documents");
         drop_index(&http, &es, &index).await;
         println!(
@@ -350,7 +366,7 @@ async fn main() {
             )
             .await;
             assert_eq!(
-                runs::count(&http, &es, &index).await,
+                testkit::es_count(&http, &es, &index, None).await,
                 docs,
                 "baseline lost documents"
             );
@@ -365,7 +381,7 @@ async fn main() {
         let index = fresh_index(&es, "workers2").await;
         let run = runs::workers(&http, &dbs.api_url, &es, &index, &halves, None).await;
         assert_eq!(
-            runs::count(&http, &es, &index).await,
+            testkit::es_count(&http, &es, &index, None).await,
             docs,
             "two workers lost documents"
         );

@@ -16,39 +16,6 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "bench-token";
 
-/// Refreshes and counts the index (to check that a run indexed every document).
-pub async fn count(http: &reqwest::Client, es: &str, index: &str) -> u64 {
-    http.post(format!("{es}/{index}/_refresh"))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = http
-        .get(format!("{es}/{index}/_count"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["count"].as_u64().unwrap()
-}
-
-/// Documents of the (refreshed) index that `query` matches.
-pub async fn count_matching(http: &reqwest::Client, es: &str, index: &str, query: &Value) -> u64 {
-    let v: Value = http
-        .post(format!("{es}/{index}/_count"))
-        .json(&json!({ "query": query }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["count"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no count from {index}/_count: {v}"))
-}
-
 /// A dual-write task: the filtered index it also writes (created by the caller) and the
 /// sensitive-terms file the worker reads (`SENSITIVE_TERMS_URL`).
 pub struct DualWrite<'a> {
@@ -299,7 +266,7 @@ pub async fn ceiling(
     let seconds = started.elapsed().as_secs_f64();
     let series = sampler.finish().await;
     reader.await.unwrap();
-    let docs = count(http, es, index).await;
+    let docs = testkit::es_count(http, es, index, None).await;
     json!({"docs": docs, "seconds": seconds, "docs_per_second": docs as f64 / seconds,
            "per_request": per_request, "in_flight": in_flight, "series": series})
 }

@@ -132,17 +132,7 @@ impl Fixture {
     }
 
     pub async fn doc_count(&self) -> u64 {
-        self.refresh().await;
-        let v: Value = self
-            .http
-            .get(format!("{}/{}/_count", self.es_url, self.index))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["count"].as_u64().unwrap()
+        testkit::es_count(&self.http, &self.es_url, &self.index, None).await
     }
 
     /// Every `_id` in the index, sorted (sliced scroll is overkill at test sizes).
