@@ -1,7 +1,8 @@
 //! An optional system-wide CPU profile of one bench phase: with `BENCH_PROFILE_DIR` set
 //! (`benches/profile` sets it), `perf record -a` runs while the phase does and writes
-//! `<dir>/<phase>.data`, so every process sharing the cores (worker, Elasticsearch,
-//! PostgreSQL, the bench's own client) is in it.
+//! `<dir>/<phase>.data` (`BENCH_PROFILE_HZ` samples a second per CPU, 499 without it), so
+//! every process sharing the cores (worker, Elasticsearch, PostgreSQL, the bench's own
+//! client) is in it.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,8 +20,9 @@ impl Profile {
             return Profile(None);
         };
         let out = PathBuf::from(dir).join(format!("{phase}.data"));
+        let hz = std::env::var("BENCH_PROFILE_HZ").unwrap_or_else(|_| "499".to_string());
         let child = Command::new("perf")
-            .args(["record", "-a", "-g", "-q", "-F", "499", "-o"])
+            .args(["record", "-a", "-g", "-q", "-F", &hz, "-o"])
             .arg(&out)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
